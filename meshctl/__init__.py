@@ -1,0 +1,1 @@
+"""The command line (like istioctl) and the one-host lab."""

@@ -1,0 +1,1 @@
+"""Demo workloads the lab runs in place of container images (see ``meshctl.lab.images``)."""
