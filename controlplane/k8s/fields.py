@@ -1,0 +1,190 @@
+"""The field names Kubernetes defines at each level of the objects this package reads.
+
+A field listed here is accepted even when it is not modelled (``imagePullPolicy``,
+``volumes``...); a field missing from its level's list is reported as a warning
+("unknown field spec.replica"), like kubectl's strict field validation. The loader does not
+descend into unmodelled fields, so their contents are never checked.
+Keys are the Kubernetes API type names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Final
+
+__all__ = ["KNOWN_FIELDS"]
+
+_TYPE_META = ("apiVersion", "kind")
+
+_FIELDS: dict[str, tuple[str, ...]] = {
+    # --- top-level objects ---
+    "Namespace": (*_TYPE_META, "metadata", "spec", "status"),
+    "ServiceAccount": (
+        *_TYPE_META,
+        "metadata",
+        "secrets",
+        "imagePullSecrets",
+        "automountServiceAccountToken",
+    ),
+    "Service": (*_TYPE_META, "metadata", "spec", "status"),
+    "Deployment": (*_TYPE_META, "metadata", "spec", "status"),
+    "Pod": (*_TYPE_META, "metadata", "spec", "status"),
+    # --- metadata ---
+    "ObjectMeta": (
+        "name",
+        "generateName",
+        "namespace",
+        "selfLink",
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "labels",
+        "annotations",
+        "ownerReferences",
+        "finalizers",
+        "managedFields",
+        "clusterName",
+    ),
+    "LabelSelector": ("matchLabels", "matchExpressions"),
+    "LabelSelectorRequirement": ("key", "operator", "values"),
+    # --- Service ---
+    "ServiceSpec": (
+        "ports",
+        "selector",
+        "clusterIP",
+        "clusterIPs",
+        "type",
+        "externalIPs",
+        "sessionAffinity",
+        "loadBalancerIP",
+        "loadBalancerSourceRanges",
+        "externalName",
+        "externalTrafficPolicy",
+        "healthCheckNodePort",
+        "publishNotReadyAddresses",
+        "sessionAffinityConfig",
+        "ipFamilies",
+        "ipFamilyPolicy",
+        "allocateLoadBalancerNodePorts",
+        "loadBalancerClass",
+        "internalTrafficPolicy",
+        "trafficDistribution",
+    ),
+    "ServicePort": ("name", "protocol", "appProtocol", "port", "targetPort", "nodePort"),
+    # --- Deployment ---
+    "DeploymentSpec": (
+        "replicas",
+        "selector",
+        "template",
+        "strategy",
+        "minReadySeconds",
+        "revisionHistoryLimit",
+        "paused",
+        "progressDeadlineSeconds",
+    ),
+    "PodTemplateSpec": ("metadata", "spec"),
+    # --- Pod ---
+    "PodSpec": (
+        "volumes",
+        "initContainers",
+        "containers",
+        "ephemeralContainers",
+        "restartPolicy",
+        "terminationGracePeriodSeconds",
+        "activeDeadlineSeconds",
+        "dnsPolicy",
+        "nodeSelector",
+        "serviceAccountName",
+        "serviceAccount",
+        "automountServiceAccountToken",
+        "nodeName",
+        "hostNetwork",
+        "hostPID",
+        "hostIPC",
+        "shareProcessNamespace",
+        "securityContext",
+        "imagePullSecrets",
+        "hostname",
+        "subdomain",
+        "affinity",
+        "schedulerName",
+        "tolerations",
+        "hostAliases",
+        "priorityClassName",
+        "priority",
+        "dnsConfig",
+        "readinessGates",
+        "runtimeClassName",
+        "enableServiceLinks",
+        "preemptionPolicy",
+        "overhead",
+        "topologySpreadConstraints",
+        "setHostnameAsFQDN",
+        "os",
+        "hostUsers",
+        "schedulingGates",
+        "resourceClaims",
+        "resources",
+    ),
+    "Container": (
+        "name",
+        "image",
+        "command",
+        "args",
+        "workingDir",
+        "ports",
+        "envFrom",
+        "env",
+        "resources",
+        "resizePolicy",
+        "restartPolicy",
+        "volumeMounts",
+        "volumeDevices",
+        "livenessProbe",
+        "readinessProbe",
+        "startupProbe",
+        "lifecycle",
+        "terminationMessagePath",
+        "terminationMessagePolicy",
+        "imagePullPolicy",
+        "securityContext",
+        "stdin",
+        "stdinOnce",
+        "tty",
+    ),
+    "ContainerPort": ("name", "hostPort", "containerPort", "protocol", "hostIP"),
+    "EnvVar": ("name", "value", "valueFrom"),
+    "EnvVarSource": (
+        "fieldRef",
+        "resourceFieldRef",
+        "configMapKeyRef",
+        "secretKeyRef",
+        "fileKeyRef",
+    ),
+    "ObjectFieldSelector": ("apiVersion", "fieldPath"),
+    "Probe": (
+        "exec",
+        "httpGet",
+        "tcpSocket",
+        "grpc",
+        "initialDelaySeconds",
+        "timeoutSeconds",
+        "periodSeconds",
+        "successThreshold",
+        "failureThreshold",
+        "terminationGracePeriodSeconds",
+    ),
+    "ExecAction": ("command",),
+    "HTTPGetAction": ("path", "port", "host", "scheme", "httpHeaders"),
+    "HTTPHeader": ("name", "value"),
+    "TCPSocketAction": ("port", "host"),
+    "GRPCAction": ("port", "service"),
+}
+
+KNOWN_FIELDS: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
+    {level: frozenset(names) for level, names in _FIELDS.items()}
+)
