@@ -1,0 +1,1 @@
+"""The one-host lab: a Kubernetes-like cluster built from network namespaces."""
