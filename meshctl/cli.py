@@ -1,0 +1,26 @@
+"""``meshctl``: the mesh's command line (like istioctl) and the one-host lab."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from meshctl.lab import commands as lab_commands
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="meshctl", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    lab_commands.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "lab":
+        return lab_commands.run(args)
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

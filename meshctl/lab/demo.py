@@ -1,0 +1,77 @@
+"""The README's demo: ask productpage for its page from the curl pod until answers from all
+three reviews versions were seen, printing who served each request.
+
+Exits 0 once v1, v2 and v3 have all answered, 1 if they did not within the time limit.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+
+from meshctl.lab import api
+from meshctl.lab.config import LabConfig
+
+URL = "http://productpage:9080/productpage"
+MAX_REQUESTS = 200
+TIME_LIMIT_S = 120.0
+_SERVED_BY = re.compile(r"Reviews served by:.*?(reviews-v\d[\w-]*)", re.S)
+
+
+def classify(page: str) -> tuple[str, str] | None:
+    """(reviews pod name, what the stars look like) from a productpage page."""
+    m = _SERVED_BY.search(page)
+    if m is None:
+        return None
+    if 'color="red"' in page:
+        stars = "red stars"
+    elif 'color="black"' in page:
+        stars = "black stars"
+    else:
+        stars = "no stars"
+    return m.group(1), stars
+
+
+def main() -> int:
+    cfg = LabConfig()
+    pods = api.request(cfg, {"op": "pods", "ref": "curl"})["pods"]
+    if not pods:
+        print("demo: no curl pod in the lab", file=sys.stderr)
+        return 1
+    curl = pods[0]
+    page_pod = api.request(cfg, {"op": "pods", "ref": "productpage-v1"})["pods"]
+    where = f" (productpage on {page_pod[0]['node']})" if page_pod else ""
+    print(f"client: pod {curl['name']} on {curl['node']}{where}")
+    seen: dict[str, str] = {}
+    deadline = time.monotonic() + TIME_LIMIT_S
+    for i in range(1, MAX_REQUESTS + 1):
+        if time.monotonic() > deadline:
+            break
+        proc = subprocess.run(
+            ["ip", "netns", "exec", curl["netns"], "curl", "-s", "-m", "10", URL],
+            capture_output=True, text=True, check=False,
+        )
+        found = classify(proc.stdout) if proc.returncode == 0 else None
+        if found is None:
+            print(f"request {i}: no page yet (curl exit {proc.returncode}); retrying")
+            time.sleep(0.5)
+            continue
+        pod, stars = found
+        version = pod.split("-")[1]
+        print(f"request {i}: 200 'Simple Bookstore App', reviews served by {pod} ({stars})")
+        seen[version] = pod
+        if {"v1", "v2", "v3"} <= seen.keys():
+            print("productpage answered through the lab with all three reviews versions:")
+            for v in sorted(seen):
+                print(f"  {v}: {seen[v]}")
+            print("the lab stays up: try `.venv/bin/meshctl lab status`; remove it with "
+                  "`.venv/bin/meshctl lab down`")
+            return 0
+    print(f"demo: saw only {sorted(seen)} within {TIME_LIMIT_S:.0f}s", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
