@@ -41,8 +41,10 @@ def main() -> int:
         print("demo: no curl pod in the lab", file=sys.stderr)
         return 1
     curl = pods[0]
-    page_pod = api.request(cfg, {"op": "pods", "ref": "productpage-v1"})["pods"]
-    where = f" (productpage on {page_pod[0]['node']})" if page_pod else ""
+    status = api.request(cfg, {"op": "status"})
+    node_of = {p["name"]: p["node"] for p in status["pods"]}
+    page_pod = [n for n in node_of if n.startswith("productpage-")]
+    where = f" (productpage on {node_of[page_pod[0]]})" if page_pod else ""
     print(f"client: pod {curl['name']} on {curl['node']}{where}")
     seen: dict[str, str] = {}
     deadline = time.monotonic() + TIME_LIMIT_S
@@ -50,17 +52,18 @@ def main() -> int:
         if time.monotonic() > deadline:
             break
         proc = subprocess.run(
-            ["ip", "netns", "exec", curl["netns"], "curl", "-s", "-m", "10", URL],
+            ["ip", "netns", "exec", curl["netns"], "curl", "-s", "-m", "10", "-w", "\n%{http_code}", URL],
             capture_output=True, text=True, check=False,
         )
-        found = classify(proc.stdout) if proc.returncode == 0 else None
+        page, _, code = proc.stdout.rpartition("\n")
+        found = classify(page) if proc.returncode == 0 and code == "200" else None
         if found is None:
-            print(f"request {i}: no page yet (curl exit {proc.returncode}); retrying")
+            print(f"request {i}: no page yet (curl exit {proc.returncode}, HTTP {code or '-'}); retrying")
             time.sleep(0.5)
             continue
         pod, stars = found
         version = pod.split("-")[1]
-        print(f"request {i}: 200 'Simple Bookstore App', reviews served by {pod} ({stars})")
+        print(f"request {i}: HTTP {code}, reviews served by {pod} on {node_of.get(pod, '?')} ({stars})")
         seen[version] = pod
         if {"v1", "v2", "v3"} <= seen.keys():
             print("productpage answered through the lab with all three reviews versions:")
