@@ -101,6 +101,28 @@ def parse_product_id(text: str) -> int | None:
     return int(text) if _ID_RE.fullmatch(text) else None
 
 
+def product_request(
+    request: Request, resource: str, health: str, methods: Sequence[str] = ("GET",)
+) -> Response | int:
+    """Route ``/health`` and ``/<resource>/<id>`` the way every Bookinfo backend does: the
+    answer for health, a 404/405/400 for anything else that is not a product request, or the
+    product id."""
+    allowed = ("HEAD", *methods) if "GET" in methods else tuple(methods)
+    if request.path == "/health":
+        if request.method not in ("GET", "HEAD"):
+            return method_not_allowed(["GET"])
+        return json_response(200, {"status": health})
+    prefix, _, rest = request.path.lstrip("/").partition("/")
+    if prefix != resource:
+        return not_found(request.path)
+    if request.method not in allowed:
+        return method_not_allowed(list(methods))
+    product_id = parse_product_id(rest.rstrip("/"))
+    if product_id is None:
+        return json_response(400, {"error": "please provide numeric product ID"})
+    return product_id
+
+
 def parse_port(text: str) -> int | None:
     """A TCP port from 1 to 65535, or None when ``text`` is not one."""
     if not text.strip().isdigit():

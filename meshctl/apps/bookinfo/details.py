@@ -16,9 +16,7 @@ from meshctl.apps.bookinfo._http import (
     Response,
     base_parser,
     json_response,
-    method_not_allowed,
-    not_found,
-    parse_product_id,
+    product_request,
     run,
 )
 
@@ -41,16 +39,9 @@ def book_details(product_id: int) -> dict[str, object]:
 
 def make_app() -> App:
     def app(request: Request) -> Response:
-        if request.method not in ("GET", "HEAD"):
-            return method_not_allowed(["GET"])
-        if request.path == "/health":
-            return json_response(200, {"status": "Details is healthy"})
-        prefix, _, rest = request.path.lstrip("/").partition("/")
-        if prefix != "details":
-            return not_found(request.path)
-        product_id = parse_product_id(rest.rstrip("/"))
-        if product_id is None:
-            return json_response(400, {"error": "please provide numeric product id"})
+        product_id = product_request(request, "details", "Details is healthy")
+        if isinstance(product_id, Response):
+            return product_id
         return json_response(200, book_details(product_id))
 
     return app

@@ -19,10 +19,8 @@ from meshctl.apps.bookinfo._http import (
     Response,
     base_parser,
     json_response,
-    method_not_allowed,
-    not_found,
-    parse_product_id,
     printable,
+    product_request,
     run,
 )
 
@@ -80,18 +78,9 @@ def make_app(store: RatingsStore | None = None) -> App:
     ratings_store = store if store is not None else RatingsStore()
 
     def app(request: Request) -> Response:
-        if request.path == "/health":
-            if request.method not in ("GET", "HEAD"):
-                return method_not_allowed(["GET"])
-            return json_response(200, {"status": "Ratings is healthy"})
-        prefix, _, rest = request.path.lstrip("/").partition("/")
-        if prefix != "ratings":
-            return not_found(request.path)
-        if request.method not in ("GET", "HEAD", "POST"):
-            return method_not_allowed(["GET", "POST"])
-        product_id = parse_product_id(rest.rstrip("/"))
-        if product_id is None:
-            return json_response(400, {"error": "please provide numeric product ID"})
+        product_id = product_request(request, "ratings", "Ratings is healthy", ("GET", "POST"))
+        if isinstance(product_id, Response):
+            return product_id
         if request.method == "POST":
             ratings = validate_ratings(request.body)
             if isinstance(ratings, str):

@@ -24,9 +24,7 @@ from meshctl.apps.bookinfo._http import (
     Response,
     base_parser,
     json_response,
-    method_not_allowed,
-    not_found,
-    parse_product_id,
+    product_request,
     run,
 )
 from meshctl.apps.bookinfo._upstream import (
@@ -133,16 +131,9 @@ def make_app(config: ReviewsConfig) -> App:
         }
 
     def app(request: Request) -> Response:
-        if request.method not in ("GET", "HEAD"):
-            return method_not_allowed(["GET"])
-        if request.path == "/health":
-            return json_response(200, {"status": "Reviews is healthy"})
-        prefix, _, rest = request.path.lstrip("/").partition("/")
-        if prefix != "reviews":
-            return not_found(request.path)
-        product_id = parse_product_id(rest.rstrip("/"))
-        if product_id is None:
-            return json_response(400, {"error": "please provide numeric product id"})
+        product_id = product_request(request, "reviews", "Reviews is healthy")
+        if isinstance(product_id, Response):
+            return product_id
         return json_response(200, reviews_for(product_id, request))
 
     return app
