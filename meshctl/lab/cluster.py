@@ -13,13 +13,13 @@ field changed, address conflicts), with a message in kubectl's words.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from controlplane.k8s import clusterip
 from controlplane.k8s.objects import (
     Deployment,
     K8sObject,
@@ -190,6 +190,13 @@ class Cluster:
         if kind == "Service":
             self.cluster_ips.pop((ns, name), None)
 
+    def applied_objects(self) -> list[K8sObject]:
+        """Every object held, except the built-in namespaces' defaults the lab made itself."""
+        out: list[K8sObject] = [ns for name, ns in self.namespaces.items() if name not in SYSTEM_NAMESPACES]
+        out += [sa for key, sa in self.service_accounts.items() if key[1] != "default"]
+        out += [*self.services.values(), *self.deployments.values(), *self.standalone.values()]
+        return out
+
     def _apply_namespace(self, obj: Namespace) -> ApplyResult:
         name = obj.meta.name
         result = _store(self.namespaces, name, obj)
@@ -219,28 +226,13 @@ class Cluster:
         return _store(self.services, key, svc)
 
     def _allocate_cluster_ip(self, key: tuple[str, str], wanted: str | None) -> str:
-        net = ipaddress.IPv4Network(self.cfg.service_cidr)
-        taken = set(self.cluster_ips.values()) | {self.cfg.dns_ip, str(net.network_address + 1)}
-        if wanted:
-            if ipaddress.IPv4Address(wanted) not in net:
-                raise ApplyError(
-                    f'Service "{key[1]}" is invalid: spec.clusterIP: Invalid value: "{wanted}": '
-                    f"provided IP is not in the valid range. The range of valid IPs is {net}"
-                )
-            if wanted in taken:
-                raise ApplyError(
-                    f'Service "{key[1]}" is invalid: spec.clusterIP: Invalid value: "{wanted}": '
-                    "provided IP is already allocated"
-                )
-            return wanted
-        # Stable per name (the same service gets the same VIP across lab runs), probing on.
-        size = net.num_addresses - 2
-        start = int.from_bytes(hashlib.sha256(f"{key[0]}/{key[1]}".encode()).digest()[:4]) % size
-        for i in range(size):
-            ip = str(net.network_address + 1 + (start + i) % size)
-            if ip not in taken and not ip.endswith(".0") and not ip.endswith(".255"):
-                return ip
-        raise ApplyError(f"no free ClusterIP left in {net}")
+        taken = [ip for k, ip in self.cluster_ips.items() if k != key]
+        try:
+            return clusterip.allocate(
+                key[0], key[1], wanted, taken, self.cfg.service_cidr, reserved=(self.cfg.dns_ip,)
+            )
+        except clusterip.ClusterIPError as exc:
+            raise ApplyError(f'Service "{key[1]}" is invalid: {exc}') from None
 
     def _apply_pod(self, pod: Pod) -> ApplyResult:
         key = (pod.meta.namespace or "default", pod.meta.name)
