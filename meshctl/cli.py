@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from meshctl import configcmds
 from meshctl.lab import commands as lab_commands
 
 
@@ -12,6 +13,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meshctl", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     lab_commands.add_parser(sub)
+    configcmds.add_parsers(sub)
     return parser
 
 
@@ -19,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "lab":
         return lab_commands.run(args)
+    if args.command in ("apply", "delete", "analyze", "proxy-status", "debug"):
+        return configcmds.run(args)
     raise AssertionError(f"unhandled command {args.command}")
 
 

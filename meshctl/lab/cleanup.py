@@ -73,7 +73,24 @@ def leftovers(cfg: LabConfig) -> list[str]:
     pid = daemon_pid(cfg)
     if pid is not None:
         out.append(f"daemon process {pid}")
+    cp = controlplane_pid(cfg)
+    if cp is not None:
+        out.append(f"control plane process {cp}")
     return out
+
+
+CONTROLPLANE_PID_FILE = "controlplane.pid"
+CONTROLPLANE_MARKER = b"--lab-controlplane"
+
+
+def controlplane_pid(cfg: LabConfig) -> int | None:
+    """The lab's control-plane process, if alive (checked against its command line)."""
+    try:
+        pid = int((cfg.state_dir / CONTROLPLANE_PID_FILE).read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return pid if CONTROLPLANE_MARKER in cmdline and str(cfg.state_dir).encode() in cmdline else None
 
 
 def kill_daemon(cfg: LabConfig, grace_s: float = 10.0) -> None:
@@ -93,6 +110,11 @@ def kill_daemon(cfg: LabConfig, grace_s: float = 10.0) -> None:
 def sweep(cfg: LabConfig, *, keep_state_dir: bool = False) -> list[str]:
     """Remove every trace of the lab; returns what it removed (for the operator)."""
     removed = []
+    cp = controlplane_pid(cfg)
+    if cp is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(cp, signal.SIGKILL)
+        removed.append(f"control plane process {cp}")
     names = lab_netns(cfg)
     # Pods first (their processes), then nodes, then the underlay.
     names.sort(key=lambda n: (0 if "-pod-" in n else 1 if "-node" in n else 2, n))

@@ -12,13 +12,18 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
+import grpc
+
+from controlplane.api import mesh_pb2 as pb
+from controlplane.api.client import Stub
+from meshctl.configcmds import print_results
 from meshctl.lab import api, cleanup
-from meshctl.lab.config import DEFAULT_LAB_NAME, DEFAULT_NODES, LabConfig, LabConfigError
+from meshctl.lab.config import DEFAULT_LAB_NAME, DEFAULT_NODES, LabConfig
 from meshctl.lab.daemon import config_to_json
+from meshctl.lab.files import read_documents
+from meshctl.lab.kubelet import controlplane_target
 
 DAEMON_START_TIMEOUT_S = 30.0
 DEFAULT_WAIT_S = 120.0
@@ -76,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
             "delete": cmd_delete, "exec": cmd_exec, "logs": cmd_logs,
         }[args.lab_command]
         return handler(cfg, args)
-    except (CommandError, LabConfigError, api.LabApiError) as exc:
+    except (CommandError, ValueError, api.LabApiError) as exc:
         print(f"meshctl lab {args.lab_command}: {exc}", file=sys.stderr)
         return 1
 
@@ -169,41 +174,31 @@ def cmd_down(cfg: LabConfig, args: argparse.Namespace) -> int:
 # --- apply / delete / status -----------------------------------------------------------------
 
 
-def read_documents(paths: Iterable[str]) -> list[dict[str, str]]:
-    docs = []
-    for path in paths:
-        if path == "-":
-            docs.append({"text": sys.stdin.read(), "source": "<stdin>"})
-            continue
-        p = Path(path)
-        if p.is_dir():
-            files = sorted(f for f in p.iterdir() if f.suffix in (".yaml", ".yml", ".json"))
-        elif p.exists():
-            files = [p]
-        else:
-            raise CommandError(f"the path {path!r} does not exist")
-        for f in files:
-            try:
-                docs.append({"text": f.read_text(), "source": str(f)})
-            except (OSError, UnicodeDecodeError) as exc:
-                raise CommandError(f"cannot read {f}: {exc}") from None
-    return docs
-
-
 def apply_documents(cfg: LabConfig, docs: list[dict[str, str]], *, delete: bool) -> int:
-    resp = api.request(cfg, {"op": "delete" if delete else "apply", "documents": docs})
-    code = 0
-    for r in resp["results"]:
-        if "error" in r:
-            print(f"error: {r['error']}", file=sys.stderr)
-            code = 1
-        elif "warning" in r:
-            print(f"warning: {r['warning']}", file=sys.stderr)
-        elif "skipped" in r:
-            print(f"skipped: {r['skipped']}", file=sys.stderr)
-        else:
-            print(f"{r['object']} {r['result']}")
+    """Send the documents to the lab's control plane (the lab's API server), print kubectl-style
+    results, and wait until the lab's kubelet has taken the resulting config."""
+    stub = Stub(controlplane_target(cfg))
+    try:
+        req = pb.ApplyRequest(documents=[pb.Document(**d) for d in docs])
+        resp = (stub.delete if delete else stub.apply)(req, timeout=stub.timeout)
+    except grpc.RpcError as exc:
+        raise CommandError(
+            f"the lab's control plane did not answer ({exc.code().name}: {exc.details()}); "
+            "is the lab up? (`meshctl lab status`)"
+        ) from None
+    finally:
+        stub.close()
+    code = print_results(resp.results)
+    wait_config(cfg, resp.version)
     return code
+
+
+def wait_config(cfg: LabConfig, version: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while api.request(cfg, {"op": "status"})["config_version"] < version:
+        if time.monotonic() > deadline:
+            raise CommandError(f"the lab did not take config version {version} within {timeout:.0f}s")
+        time.sleep(0.02)
 
 
 def cmd_apply(cfg: LabConfig, args: argparse.Namespace) -> int:

@@ -21,13 +21,11 @@ from typing import Any
 
 import trio
 
-from controlplane.k8s.errors import K8sError
-from controlplane.k8s.loader import load_documents
-from controlplane.k8s.objects import K8sObject
 from meshctl.lab import cleanup, dns, kubeproxy, netlab
 from meshctl.lab.api import MAX_MESSAGE_BYTES, socket_path
-from meshctl.lab.cluster import ApplyError, Cluster, PodRecord, StartPod, StopPod, pod_summary
+from meshctl.lab.cluster import Cluster, PodRecord, StartPod, StopPod, pod_summary
 from meshctl.lab.config import LabConfig
+from meshctl.lab.kubelet import ControlPlaneLink, controlplane_target
 from meshctl.lab.naming import nodes, underlay_netns
 from meshctl.lab.runtime import PodRuntime
 
@@ -51,6 +49,9 @@ class LabDaemon:
         self._nursery: trio.Nursery | None = None
         self._sync_lock = trio.Lock()
         self.started_at = time.time()
+        self.link = ControlPlaneLink(cfg, self.cluster)
+        self.link.on_change = self.changed
+        self.synced_version = 0
 
     # --- lifetime -----------------------------------------------------------------------
 
@@ -72,10 +73,14 @@ class LabDaemon:
                     await nursery.start(dns.serve_udp, udp, self._get_zone)
                     await nursery.start(dns.serve_tcp, tcp, self._get_zone)
                 nursery.start_soon(self._sync_loop)
+                await nursery.start(self.link.run_process)
+                nursery.start_soon(self.link.subscribe)
+                nursery.start_soon(self.link.report_loop)
                 nursery.start_soon(self._api_loop, listener)
                 log.info("lab %s up with %d nodes; API on %s", cfg.name, cfg.nodes, socket_path(cfg))
                 task_status.started()
                 await self._shutdown.wait()
+                self.link.stop()  # no more objects: stopped pods must not be replaced
                 await self._stop_all_pods()
                 nursery.cancel_scope.cancel()
         finally:
@@ -130,6 +135,7 @@ class LabDaemon:
         assert self._nursery is not None
         if self._shutdown.is_set():
             return  # pods are being stopped for good; replacing them would never finish
+        version = self.link.config_version
         for action in self.cluster.reconcile():
             if isinstance(action, StartPod):
                 self._nursery.start_soon(self._run_pod, action.pod)
@@ -139,7 +145,9 @@ class LabDaemon:
                     runtime.stop()
                 else:
                     self.cluster.pod_gone(action.pod)
+        self.synced_version = version  # pods exist for every object of this version
         self._zone = self.cluster.zone()
+        self.link.want_report()
         text = kubeproxy.render(self.cluster.service_rules())
         if text != self._rules_text:
             for node in nodes(self.cfg):
@@ -213,10 +221,6 @@ class LabDaemon:
         op = req.get("op")
         if op == "status":
             return {"ok": True, **self.status()}
-        if op in ("apply", "delete"):
-            results = self._apply(req["documents"], delete=op == "delete")
-            await self._sync()  # pods exist (and rules are loaded) before the answer
-            return {"ok": True, "results": results}
         if op == "pods":
             now = time.time()
             found = self.cluster.find_pods(str(req["ref"]))
@@ -225,35 +229,6 @@ class LabDaemon:
             self.request_shutdown()
             return {"ok": True}
         return {"ok": False, "error": f"unknown op {op!r}"}
-
-    def _apply(self, documents: list[dict[str, str]], *, delete: bool) -> list[dict[str, str]]:
-        results: list[dict[str, str]] = []
-        for doc in documents:
-            loaded = load_documents(str(doc["text"]), str(doc.get("source", "<api>")))
-            for warning in loaded.warnings:
-                results.append({"warning": warning})
-            for skipped in loaded.skipped:
-                results.append({"skipped": str(skipped)})
-            for err in loaded.failures:
-                results.append({"error": str(err)})
-            objects = loaded.objects
-            if delete:
-                # Namespaces last: deleting one removes its objects at once in the lab (the API
-                # server terminates namespaces asynchronously, so kubectl sees no NotFound).
-                objects = sorted(objects, key=lambda o: o.kind == "Namespace")
-            for obj in objects:
-                results.append(self._apply_one(obj, delete))
-        return results
-
-    def _apply_one(self, obj: K8sObject, delete: bool) -> dict[str, str]:
-        ref = _kubectl_ref(obj)
-        try:
-            if delete:
-                self.cluster.delete(obj.kind, obj.meta.namespace, obj.meta.name)
-                return {"object": ref, "result": "deleted"}
-            return {"object": ref, "result": self.cluster.apply(obj)}
-        except (ApplyError, K8sError) as exc:
-            return {"object": ref, "error": f"{ref}: {exc}"}
 
     def status(self) -> dict[str, Any]:
         cfg, cl = self.cfg, self.cluster
@@ -268,6 +243,8 @@ class LabDaemon:
         return {
             "lab": cfg.name,
             "pid": os.getpid(),
+            "config_version": self.synced_version,
+            "controlplane": controlplane_target(cfg),
             "uptime_s": round(now - self.started_at, 1),
             "nodes": [
                 {"name": n.name, "netns": n.netns, "underlay_ip": n.underlay_ip,
@@ -279,13 +256,6 @@ class LabDaemon:
             "pods": [pod_summary(cfg, p, now) for p in sorted(cl.pods.values(), key=lambda p: p.key)],
             "services": services,
         }
-
-
-def _kubectl_ref(obj: K8sObject) -> str:
-    group = {"Deployment": "deployment.apps"}.get(obj.kind, obj.kind.lower())
-    ns = obj.meta.namespace
-    prefix = f"{ns}/" if ns and ns != "default" and obj.kind != "Namespace" else ""
-    return f"{prefix}{group}/{obj.meta.name}"
 
 
 async def _run(cfg: LabConfig) -> None:

@@ -53,7 +53,8 @@ def _lab_processes(lab: Lab) -> list[int]:
             cmd = Path(f"/proc/{entry.name}/cmdline").read_bytes()
         except OSError:
             continue
-        if ino in inodes or (b"meshctl.lab.daemon" in cmd and f'"name": "{lab.name}"'.encode() in cmd):
+        ours = f'"name": "{lab.name}"'.encode() in cmd or f"/run/meshlab/{lab.name}".encode() in cmd
+        if ino in inodes or (ours and (b"meshctl.lab.daemon" in cmd or b"--lab-controlplane" in cmd)):
             found.append(int(entry.name))
     return found
 
@@ -67,7 +68,7 @@ def test_down_cleans_up_after_sigkill_of_every_lab_process() -> None:
         lab_up("mlkill", "--nodes", "3")
         lab.run("apply", "-f", "-", "--wait", input=SLEEPERS)
         pids = _lab_processes(lab)
-        assert len(pids) >= 4, pids  # daemon + 3 sleepers (+ their children)
+        assert len(pids) >= 5, pids  # daemon, control plane, 3 sleepers (+ their children)
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)

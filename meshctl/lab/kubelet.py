@@ -1,0 +1,231 @@
+"""The lab daemon's link to the control plane, which is the lab's API server: it runs the
+control-plane process, follows the Kubernetes objects the control plane holds (subscribing as
+the ``KUBELET``), and reports the pods it runs back (name, node, IP, readiness), the way the
+kubelet writes pod status.
+
+Objects reach the cluster model only from the control plane, already validated and with
+ClusterIPs allocated; a push the cluster cannot take is NACKed and the lab keeps its last good
+state.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+import trio
+
+from controlplane.api import mesh_pb2 as pb
+from controlplane.api.client import ConfigRejected, Stub, Subscription, Update
+from controlplane.k8s.loader import load_documents
+from meshctl.lab.cluster import ApplyError, Cluster
+from meshctl.lab.config import LabConfig
+
+log = logging.getLogger("meshctl.lab.kubelet")
+
+APPLY_ORDER = ("Namespace", "ServiceAccount", "Service", "Deployment", "Pod")
+RESTART_DELAY_S = 1.0
+REPORT_RETRY_S = 0.5
+PROCESS_MARKER = "--lab-controlplane"
+
+
+def controlplane_socket(cfg: LabConfig) -> Path:
+    return cfg.state_dir / "controlplane.sock"
+
+
+def controlplane_target(cfg: LabConfig) -> str:
+    return f"unix://{controlplane_socket(cfg)}"
+
+
+def controlplane_pid_file(cfg: LabConfig) -> Path:
+    return cfg.state_dir / "controlplane.pid"
+
+
+class ControlPlaneLink:
+    def __init__(self, cfg: LabConfig, cluster: Cluster) -> None:
+        self.cfg = cfg
+        self.cluster = cluster
+        self.config_version = 0
+        self._report_wanted = trio.Event()
+        self._reported: list[bytes] | None = None
+        self._subscription: Subscription | None = None
+        self._stopping = False
+        self.on_change: Callable[[], None] = lambda: None
+
+    # --- the control-plane process -----------------------------------------------------
+
+    async def run_process(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run ``python -m controlplane`` for this lab, restarting it if it dies."""
+        cfg = self.cfg
+        cmd = [
+            sys.executable, "-m", "controlplane", PROCESS_MARKER, str(cfg.state_dir),
+            "--listen", controlplane_target(cfg), "--state-dir", str(cfg.state_dir / "controlplane"),
+            "--service-cidr", cfg.service_cidr, "--reserved-ip", cfg.dns_ip,
+        ]
+        started = False
+        while True:
+            with (cfg.state_dir / "controlplane.log").open("ab") as logf:
+                proc = await trio.lowlevel.open_process(
+                    cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True,
+                )
+            controlplane_pid_file(cfg).write_text(f"{proc.pid}\n")
+            try:
+                if not started:
+                    await self._wait_listening(proc)
+                    started = True
+                    task_status.started()
+                code = await proc.wait()
+            finally:
+                if proc.returncode is None:
+                    with trio.CancelScope(shield=True):
+                        proc.terminate()
+                        with trio.move_on_after(5):
+                            await proc.wait()
+                        if proc.returncode is None:
+                            proc.kill()
+                            await proc.wait()
+            log.error("the control plane exited with code %s; restarting it in %.0fs (log: %s)",
+                      code, RESTART_DELAY_S, cfg.state_dir / "controlplane.log")
+            await trio.sleep(RESTART_DELAY_S)
+
+    async def _wait_listening(self, proc: trio.Process) -> None:
+        sock = controlplane_socket(self.cfg)
+        with trio.fail_after(30):
+            while not sock.exists():
+                if proc.returncode is not None:
+                    raise RuntimeError(
+                        f"the control plane exited with code {proc.returncode} while starting; "
+                        f"see {self.cfg.state_dir / 'controlplane.log'}"
+                    )
+                await trio.sleep(0.02)
+
+    # --- following objects ----------------------------------------------------------------
+
+    async def subscribe(self) -> None:
+        """Follow the control plane's Kubernetes objects until cancelled."""
+        token = trio.lowlevel.current_trio_token()
+
+        def apply(update: Update) -> None:
+            trio.from_thread.run_sync(self._apply_update, update, trio_token=token)
+
+        sub = Subscription(
+            controlplane_target(self.cfg),
+            pb.Hello(subscriber_id=f"kubelet~{self.cfg.name}~{os.getpid()}", type=pb.KUBELET),
+            apply,
+        )
+        self._subscription = sub
+        try:
+            await trio.to_thread.run_sync(sub.run, abandon_on_cancel=True)
+        finally:
+            sub.stop()
+
+    def stop(self) -> None:
+        self._stopping = True
+        if self._subscription is not None:
+            self._subscription.stop()
+
+    def _apply_update(self, update: Update) -> None:
+        if self._stopping:
+            raise ConfigRejected("the lab is shutting down")
+        parsed = {}
+        for name in (update.resources if update.full else update.changed):
+            res = update.resources[name]
+            if res.WhichOneof("kind") != "kube":
+                continue
+            loaded = load_documents(res.kube.json, f"control plane {name}")
+            if loaded.failures or len(loaded.objects) != 1:
+                problems = "; ".join(str(e) for e in loaded.failures) or "no object"
+                raise ConfigRejected(f"{name}: {problems}")
+            parsed[name] = loaded.objects[0]
+        if update.full:
+            current = {_resource_name(o) for o in self.cluster.applied_objects()}
+            removed = current - set(parsed)
+        else:
+            removed = set(update.removed)
+        for name in sorted(removed, key=lambda n: -_order(n)):
+            kind, ns, obj_name = name.split("/", 3)[1:]
+            try:
+                self.cluster.delete(kind, ns, obj_name)
+            except ApplyError:
+                pass  # already gone with its namespace
+        for name in sorted(parsed, key=_order):
+            try:
+                self.cluster.apply(parsed[name])
+            except ApplyError as exc:
+                log.error("the lab cannot run %s: %s", name, exc)
+        self.config_version = update.version
+        self.want_report()
+        self.on_change()
+
+    # --- reporting pods ------------------------------------------------------------------------
+
+    def want_report(self) -> None:
+        self._report_wanted.set()
+
+    async def report_loop(self) -> None:
+        """Send a full pod report whenever the pods changed or the control plane reconnected."""
+        stub = Stub(controlplane_target(self.cfg), timeout=5)
+        connects = 0
+        try:
+            while True:
+                with trio.move_on_after(1.0):
+                    await self._report_wanted.wait()
+                self._report_wanted = trio.Event()
+                sub = self._subscription
+                reconnected = sub is not None and sub.connects != connects
+                report = self._pod_report()
+                encoded = sorted(p.SerializeToString(deterministic=True) for p in report.pods)
+                if encoded == self._reported and not reconnected:
+                    continue
+                try:
+                    await trio.to_thread.run_sync(functools.partial(stub.report_pods, report, timeout=5))
+                    self._reported = encoded
+                    connects = sub.connects if sub is not None else 0
+                except grpc.RpcError as exc:
+                    log.warning("pod report not delivered (%s); retrying", exc.code().name)
+                    await trio.sleep(REPORT_RETRY_S)
+                    self._report_wanted.set()
+        finally:
+            stub.close()
+
+    def _pod_report(self) -> pb.PodReport:
+        pods = []
+        for p in self.cluster.pods.values():
+            if p.phase == "Terminating":
+                continue
+            ports = [pb.ContainerPortStatus(name=cp.name, port=cp.container_port)
+                     for c in p.spec.containers for cp in c.ports if cp.name]
+            pods.append(pb.PodStatus(
+                uid=p.uid, namespace=p.namespace, name=p.name, node=p.node, ip=p.ip,
+                labels=dict(p.labels), annotations=dict(p.annotations),
+                service_account=p.spec.service_account_name or "default",
+                owner=p.owner[0] if p.owner else "", ready=p.ready, phase=p.phase, ports=ports,
+            ))
+        return pb.PodReport(reporter=f"lab/{self.cfg.name}", full=True, pods=pods)
+
+
+def _resource_name(obj: object) -> str:
+    kind, ns, name = obj.key  # type: ignore[attr-defined]
+    return f"kube/{kind}/{ns}/{name}"
+
+
+def _order(name: str) -> int:
+    kind = name.split("/")[1]
+    return APPLY_ORDER.index(kind) if kind in APPLY_ORDER else len(APPLY_ORDER)
+
+
+def wait_for_socket(cfg: LabConfig, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not controlplane_socket(cfg).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the lab's control plane socket {controlplane_socket(cfg)} did not appear")
+        time.sleep(0.05)
+
+
