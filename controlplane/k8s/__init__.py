@@ -2,6 +2,10 @@
 (Namespace, ServiceAccount, Service, Deployment, Pod), and the loading and validation of
 YAML manifests into them with Kubernetes' own rules.
 
+``load_documents(..., kinds="all")`` also loads the Istio and Gateway API kinds modelled in
+``controlplane.istio`` (which builds on this package); ``LoadResult.items`` pairs every
+object with its document.
+
 Sans-I/O: callers read files and pass text in; nothing here touches sockets or files.
 """
 
@@ -15,7 +19,14 @@ from controlplane.k8s.errors import (
     YamlError,
 )
 from controlplane.k8s.frozenmap import FrozenMap
-from controlplane.k8s.loader import LoadResult, load_documents, parse_object
+from controlplane.k8s.loader import (
+    ALL_KINDS,
+    KUBERNETES_KINDS,
+    Loaded,
+    LoadResult,
+    load_documents,
+    parse_object,
+)
 from controlplane.k8s.objects import (
     Container,
     ContainerPort,
@@ -41,6 +52,8 @@ from controlplane.k8s.objects import (
 )
 
 __all__ = [
+    "ALL_KINDS",
+    "KUBERNETES_KINDS",
     "Container",
     "ContainerPort",
     "Deployment",
@@ -55,6 +68,7 @@ __all__ = [
     "LabelSelector",
     "LimitExceeded",
     "LoadResult",
+    "Loaded",
     "Namespace",
     "ObjectKey",
     "ObjectMeta",
