@@ -73,7 +73,7 @@ class ControlPlane:
 
     def __init__(self, store: ConfigStore, *, index: Index | None = None, sync_grace_s: float = SYNC_GRACE_S) -> None:
         self.store = store
-        self.index = index or Index()
+        self.index = index or default_index()
         self.book = PushBook()
         self.subscribers: dict[str, SubscriberState] = {}
         self._wakers: dict[str, asyncio.Event] = {}
@@ -153,8 +153,10 @@ class ControlPlane:
                     continue
                 wake.clear()
                 waiter = asyncio.create_task(wake.wait())
-                await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
+                try:
+                    await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
         finally:
             reader.cancel()
             sub.connected = False
@@ -268,6 +270,12 @@ def _pod_dict(p: ReportedPod) -> dict[str, Any]:
     import dataclasses
 
     return dataclasses.asdict(p)
+
+
+def default_index() -> Index:
+    from controlplane import translate
+
+    return Index(converters=[translate.convert])
 
 
 def make_server(cp: ControlPlane) -> grpc.aio.Server:

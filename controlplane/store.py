@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from controlplane.k8s import clusterip
 from controlplane.k8s.errors import K8sError
-from controlplane.k8s.loader import load_documents
+from controlplane.k8s.loader import ALL_KINDS, LoadResult, load_documents
 from controlplane.k8s.objects import Namespace, ObjectMeta, Service
 
 DEFAULT_SERVICE_CIDR = "10.96.0.0/16"
@@ -139,11 +139,11 @@ class ConfigStore:
     def apply_text(self, text: str, source: str, *, delete: bool = False, dry_run: bool = False) -> list[Result]:
         """Validate every document in ``text`` and apply (or delete) the valid ones; the
         invalid ones are refused one by one and the rest of the config is untouched."""
-        loaded = load_documents(text, source)
+        loaded = load_documents(text, source, kinds=ALL_KINDS)
         results: list[Result] = [Result(object=source, warning=w) for w in loaded.warnings]
         results += [Result(object=source, skipped=str(s)) for s in loaded.skipped]
         results += [Result(object=source, error=str(e)) for e in loaded.failures]
-        items = list(_loaded_items(loaded, text))
+        items = list(_loaded_items(loaded))
         if delete:
             items.sort(key=lambda item: item[0].kind == "Namespace")  # contents first
         for obj, document in items:
@@ -252,33 +252,9 @@ class ConfigStore:
         return problems
 
 
-def _loaded_items(loaded: Any, text: str = "") -> Iterable[tuple[Any, Mapping[str, Any]]]:
-    if hasattr(loaded, "items"):
-        for item in loaded.items:
-            yield item.obj, item.document
-        return
-    # TEMPORARY until the loader returns documents: pair objects with their documents.
-    import yaml
-
-    if not loaded.objects:
-        return
-    docs = []
-    try:
-        parsed = list(yaml.safe_load_all(text))
-    except yaml.YAMLError:
-        parsed = []
-    for d in parsed:
-        if isinstance(d, dict) and str(d.get("kind", "")).endswith("List") and "items" in d:
-            docs += [x for x in d["items"] or [] if isinstance(x, dict)]
-        elif isinstance(d, dict):
-            docs.append(d)
-    by_key = {}
-    for d in docs:
-        meta = d.get("metadata") or {}
-        by_key[(d.get("kind"), meta.get("namespace", "default"), meta.get("name"))] = d
-    for obj in loaded.objects:
-        ns = obj.meta.namespace if obj.kind != "Namespace" else "default"
-        yield obj, by_key.get((obj.kind, ns, obj.meta.name)) or by_key.get((obj.kind, "default", obj.meta.name), {})
+def _loaded_items(loaded: LoadResult) -> Iterable[tuple[Any, Mapping[str, Any]]]:
+    for item in loaded.items:
+        yield item.obj, item.document
 
 
 __all__ = ["ConfigStore", "K8sError", "ReportedPod", "Result", "StoreError", "StoreSnapshot", "StoredObject"]

@@ -18,7 +18,7 @@ import grpc
 
 from controlplane.api import mesh_pb2 as pb
 from controlplane.api.client import Stub
-from controlplane.k8s.loader import load_documents
+from controlplane.k8s.loader import ALL_KINDS, load_documents
 from meshctl.lab.config import DEFAULT_LAB_NAME, LabConfig
 from meshctl.lab.files import read_documents
 
@@ -76,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
 def analyze(paths: Iterable[str]) -> int:
     errors = warnings = objects = 0
     for doc in read_documents(paths):
-        loaded = load_documents(doc["text"], doc["source"])
-        objects += len(loaded.objects)
+        loaded = load_documents(doc["text"], doc["source"], kinds=ALL_KINDS)
+        objects += len(loaded.items)
         for w in loaded.warnings:
             warnings += 1
             print(f"Warning: {w}")
