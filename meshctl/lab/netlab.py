@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import errno
 import logging
 import os
 import shutil
@@ -22,7 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from pyroute2 import NetNS, netns
+from pyroute2 import IPRoute
 
 from meshctl.lab.config import LabConfig
 from meshctl.lab.naming import (
@@ -59,14 +58,19 @@ def list_netns() -> list[str]:
         return []
 
 
+def _ip(*args: str) -> None:
+    """Run an ``ip`` command (spawned, never forked from this process: the lab daemon runs
+    gRPC threads, and forking such a process can deadlock)."""
+    proc = subprocess.run(["ip", *args], capture_output=True, check=False, timeout=30)
+    if proc.returncode != 0:
+        raise NetlabError(f"`ip {' '.join(args)}` failed: {proc.stderr.decode(errors='replace').strip()}")
+
+
 def create_netns(name: str) -> None:
     if name in list_netns():
         raise NetlabError(f"network namespace {name} already exists (a leftover? run `meshctl lab down`)")
-    try:
-        netns.create(name)
-    except OSError as exc:
-        raise NetlabError(f"creating network namespace {name}: {exc}") from exc
-    with NetNS(name) as ns:
+    _ip("netns", "add", name)
+    with netns_route(name) as ns:
         ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
 
 
@@ -74,11 +78,28 @@ def remove_netns(name: str) -> None:
     """Remove a namespace's mount point and its /etc/netns folder; missing is fine."""
     shutil.rmtree(ETC_NETNS / name, ignore_errors=True)
     if (NETNS_DIR / name).exists():
-        try:
-            netns.remove(name)
-        except OSError as exc:
-            if exc.errno != errno.ENOENT:
-                raise NetlabError(f"removing network namespace {name}: {exc}") from exc
+        _ip("netns", "del", name)
+
+
+@contextlib.contextmanager
+def netns_route(name: str) -> Iterator[IPRoute]:
+    """A pyroute2 ``IPRoute`` whose netlink socket lives in namespace ``name`` (opened from a
+    thread that entered it; pyroute2's own NetNS would fork a helper process)."""
+    with entered(name):
+        ipr = IPRoute()
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+@contextlib.contextmanager
+def netns_fd(name: str) -> Iterator[int]:
+    fd = os.open(NETNS_DIR / name, os.O_RDONLY)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -187,7 +208,7 @@ def _alive(pid: int) -> bool:
 def create_underlay(cfg: LabConfig) -> None:
     name = underlay_netns(cfg)
     create_netns(name)
-    with NetNS(name) as ns:
+    with netns_route(name) as ns:
         ns.link("add", ifname=UNDERLAY_BRIDGE, kind="bridge")
         ns.link("set", index=ns.link_lookup(ifname=UNDERLAY_BRIDGE)[0], state="up")
 
@@ -198,12 +219,12 @@ def create_node(cfg: LabConfig, node: NodeAddressing) -> None:
     create_netns(node.netns)
     under = underlay_netns(cfg)
     port = node_underlay_port(node.index)
-    with NetNS(under) as u:
-        u.link("add", ifname=port, kind="veth", peer={"ifname": NODE_UPLINK, "net_ns_fd": node.netns})
+    with netns_route(under) as u, netns_fd(node.netns) as peer_ns:
+        u.link("add", ifname=port, kind="veth", peer={"ifname": NODE_UPLINK, "net_ns_fd": peer_ns})
         idx = u.link_lookup(ifname=port)[0]
         u.link("set", index=idx, master=u.link_lookup(ifname=UNDERLAY_BRIDGE)[0])
         u.link("set", index=idx, state="up")
-    with NetNS(node.netns) as ns:
+    with netns_route(node.netns) as ns:
         up = ns.link_lookup(ifname=NODE_UPLINK)[0]
         ns.addr("add", index=up, address=node.underlay_ip, prefixlen=node.underlay_prefixlen)
         ns.link("set", index=up, state="up")
@@ -232,13 +253,13 @@ def create_pod_network(
     create_netns(netns_name)
     host_if = pod_host_veth(uid)
     try:
-        with NetNS(node.netns) as ns:
-            ns.link("add", ifname=host_if, kind="veth", peer={"ifname": POD_IFACE, "net_ns_fd": netns_name})
+        with netns_route(node.netns) as ns, netns_fd(netns_name) as peer_ns:
+            ns.link("add", ifname=host_if, kind="veth", peer={"ifname": POD_IFACE, "net_ns_fd": peer_ns})
             idx = ns.link_lookup(ifname=host_if)[0]
             ns.addr("add", index=idx, address=node.gateway_ip, prefixlen=32)
             ns.link("set", index=idx, state="up")
             ns.route("add", dst=f"{ip}/32", oif=idx, scope=RT_SCOPE_LINK)
-        with NetNS(netns_name) as ns:
+        with netns_route(netns_name) as ns:
             idx = ns.link_lookup(ifname=POD_IFACE)[0]
             ns.addr("add", index=idx, address=ip, prefixlen=32)
             ns.link("set", index=idx, state="up")
