@@ -107,8 +107,9 @@ class PushBook:
         while len(self.snapshots) > RETAINED_SNAPSHOTS:
             self.snapshots.popitem(last=False)
 
-    def next_push(self, sub: SubscriberState) -> bytes | None:
-        """The push to send now, or None (nothing new, or one is still outstanding)."""
+    def next_push(self, sub: SubscriberState) -> tuple[bytes, bool] | None:
+        """The push to send now and whether it is a full one, or None (nothing new, or one
+        is still outstanding)."""
         latest = self.latest
         if latest is None or sub.outstanding is not None:
             return None
@@ -119,7 +120,7 @@ class PushBook:
         sub.outstanding = str(latest.version)
         sub.sent_version = latest.version
         sub.pushes += 1
-        return data
+        return data, base is None
 
     def _push_bytes(self, views: tuple[str, ...], base: int | None, latest: Snapshot) -> bytes:
         key = (views, base, latest.version)

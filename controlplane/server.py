@@ -25,14 +25,19 @@ import grpc
 
 from controlplane.api import mesh_pb2 as pb
 from controlplane.index import Index
+from controlplane.k8s.loader import ALL_KINDS, load_documents
 from controlplane.push import PushBook, SubscriberState, views_for
-from controlplane.store import ConfigStore, ObjectKey, ReportedPod
+from controlplane.store import ConfigStore, ObjectKey, ReportedPod, object_key
 
 log = logging.getLogger("controlplane.server")
 
 DEBOUNCE_QUIET_S = 0.01
 DEBOUNCE_MAX_S = 0.05
 SYNC_GRACE_S = 3.0
+# gRPC keeps a copy of every message per stream until it is sent: without a cap, 1000 nodes
+# re-syncing a 2.7 MB config at once peak at 1.6 GB. Large full pushes take a slot each.
+FULL_PUSH_SLOTS = 16
+LARGE_PUSH_BYTES = 256 * 1024
 WATCH_INTERVAL_S = 0.5
 SERVICE = "mesh.v1.MeshConfig"
 
@@ -81,6 +86,7 @@ class ControlPlane:
         self._first_change = 0.0
         self._pods_synced = asyncio.Event()
         self._sync_grace_s = sync_grace_s
+        self._full_push_slots = asyncio.Semaphore(FULL_PUSH_SLOTS)
         self.builds = 0
         self.started_at = time.time()
         self.publish_now()
@@ -147,9 +153,14 @@ class ControlPlane:
             if hello.type != pb.KUBELET:
                 await self._pods_synced.wait()
             while not reader.done():
-                data = self.book.next_push(sub)
-                if data is not None:
-                    yield data
+                push = self.book.next_push(sub)
+                if push is not None:
+                    data, full = push
+                    if full and len(data) > LARGE_PUSH_BYTES:
+                        async with self._full_push_slots:
+                            yield data
+                    else:
+                        yield data
                     continue
                 wake.clear()
                 waiter = asyncio.create_task(wake.wait())
@@ -229,7 +240,7 @@ class ControlPlane:
         a changed file is re-applied, objects gone from a file or with a deleted file are
         deleted."""
         seen: dict[Path, tuple[float, int]] = {}
-        owned: dict[Path, set[str]] = {}
+        owned: dict[Path, set[ObjectKey]] = {}
         while True:
             current: dict[Path, tuple[float, int]] = {}
             for folder in folders:
@@ -248,21 +259,20 @@ class ControlPlane:
             seen = current
             await asyncio.sleep(WATCH_INTERVAL_S)
 
-    def _sync_file(self, path: Path, text: str, owned: dict[Path, set[str]]) -> None:
+    def _sync_file(self, path: Path, text: str, owned: dict[Path, set[ObjectKey]]) -> None:
+        """Apply a watched file's objects and delete those it held before but no longer does."""
         source = str(path)
-        results = self.store.apply_text(text, source) if text else []
-        for res in results:
+        for res in self.store.apply_text(text, source) if text else []:
             if res.error:
                 log.error("%s: %s", source, res.error)
             elif res.warning:
                 log.warning("%s: %s", source, res.warning)
-        now = {k for k, s in self.store.objects.items() if s.source == source}
-        for key in owned.get(path, set()) - {"~".join(k) for k in now}:
-            kind, ns, name = key.split("~")
-            stored = self.store.objects.get((kind, ns, name))
+        in_file = {object_key(item.obj) for item in load_documents(text, source, kinds=ALL_KINDS).items} if text else set()
+        for key in owned.get(path, set()) - in_file:
+            stored = self.store.objects.get(key)
             if stored is not None and stored.source == source:
                 self.store.delete(stored.obj)
-        owned[path] = {"~".join(k) for k in now}
+        owned[path] = in_file
         self.changed()
 
 
