@@ -164,6 +164,11 @@ def test_crashing_container_is_restarted_with_backoff_and_logs_kept(bookinfo_lab
 
 def test_invalid_and_unknown_objects_are_reported_and_the_rest_applies(bookinfo_lab: Lab) -> None:
     manifest = textwrap.dedent("""\
+        apiVersion: cert-manager.io/v1
+        kind: Certificate
+        metadata: {name: cert}
+        spec: {secretName: x}
+        ---
         apiVersion: networking.istio.io/v1
         kind: VirtualService
         metadata: {name: reviews}
@@ -188,7 +193,8 @@ def test_invalid_and_unknown_objects_are_reported_and_the_rest_applies(bookinfo_
         """)
     out = bookinfo_lab.run("apply", "-f", "-", input=manifest, check=False)
     assert out.returncode == 1
-    assert "skipped: VirtualService" in out.stderr or ("skipped" in out.stderr and "VirtualService" in out.stderr)
+    assert "skipped: Certificate cert" in out.stderr and "not supported" in out.stderr
+    assert "error: VirtualService default/reviews" in out.stderr and "spec:" in out.stderr
     assert "broken" in out.stderr and "containerPort" in out.stderr
     assert "serviceaccount/fine created" in out.stdout
     assert not bookinfo_lab.pods("broken")
