@@ -1,59 +1,16 @@
-"""Immutable, hashable mappings for the Istio models: ``FrozenDict`` (any key and value types)
-and ``freeze_json`` for the few fields kept as raw data (``localityLbSetting``, TLS settings of
+"""Raw data kept immutable in the Istio models: ``freeze_json`` for the few fields kept as raw
+data (``localityLbSetting``, TLS settings of
 Gateway API listeners...).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Generic, TypeAlias, TypeVar
+from collections.abc import Mapping
+from typing import TypeAlias
+
+from controlplane.k8s.frozenmap import FrozenDict
 
 __all__ = ["FrozenDict", "JsonValue", "freeze_json"]
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class FrozenDict(Mapping[K, V], Generic[K, V]):
-    """An immutable mapping, equal to any mapping with the same items; hashable when its
-    values are."""
-
-    __slots__ = ("_data", "_hash")
-
-    _data: dict[K, V]
-    _hash: int | None
-
-    def __init__(self, items: Mapping[K, V] | Iterable[tuple[K, V]] = (), /) -> None:
-        self._data = dict(items)
-        self._hash = None
-
-    def __getitem__(self, key: K) -> V:
-        return self._data[key]
-
-    def __iter__(self) -> Iterator[K]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._data
-
-    def __hash__(self) -> int:
-        if self._hash is None:
-            self._hash = hash(frozenset(self._data.items()))
-        return self._hash
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, FrozenDict):
-            return self._data == other._data
-        if isinstance(other, Mapping):
-            return self._data == dict(other.items())
-        return NotImplemented
-
-    def __repr__(self) -> str:
-        return f"FrozenDict({self._data!r})"
-
 
 JsonValue: TypeAlias = (
     "bool | int | float | str | tuple[JsonValue, ...] | FrozenDict[str, JsonValue] | None"

@@ -1,28 +1,34 @@
-"""``FrozenMap``: the immutable, hashable ``str -> str`` mapping used for labels and annotations."""
+"""Immutable, hashable mappings: ``FrozenDict`` (any key and value types) and ``FrozenMap``,
+the ``str -> str`` one used for labels and annotations."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from typing import Generic, TypeVar
 
-__all__ = ["FrozenMap", "freeze"]
+__all__ = ["FrozenDict", "FrozenMap", "freeze"]
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
-class FrozenMap(Mapping[str, str]):
-    """An immutable mapping from strings to strings; equal to any mapping with the same items."""
+class FrozenDict(Mapping[K, V], Generic[K, V]):
+    """An immutable mapping, equal to any mapping with the same items; hashable when its
+    values are."""
 
     __slots__ = ("_data", "_hash")
 
-    _data: dict[str, str]
+    _data: dict[K, V]
     _hash: int | None
 
-    def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] = (), /) -> None:
+    def __init__(self, items: Mapping[K, V] | Iterable[tuple[K, V]] = (), /) -> None:
         self._data = dict(items)
         self._hash = None
 
-    def __getitem__(self, key: str) -> str:
+    def __getitem__(self, key: K) -> V:
         return self._data[key]
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[K]:
         return iter(self._data)
 
     def __len__(self) -> int:
@@ -37,14 +43,20 @@ class FrozenMap(Mapping[str, str]):
         return self._hash
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, FrozenMap):
+        if isinstance(other, FrozenDict):
             return self._data == other._data
         if isinstance(other, Mapping):
             return self._data == dict(other.items())
         return NotImplemented
 
     def __repr__(self) -> str:
-        return f"FrozenMap({self._data!r})"
+        return f"{type(self).__name__}({self._data!r})"
+
+
+class FrozenMap(FrozenDict[str, str]):
+    """An immutable mapping from strings to strings (labels, annotations, selectors)."""
+
+    __slots__ = ()
 
 
 def freeze(value: Mapping[str, str] | None) -> FrozenMap:
