@@ -17,6 +17,7 @@ import signal
 import socket
 import socketserver
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -289,14 +290,6 @@ class _Server6(_Server):
     address_family = socket.AF_INET6
 
 
-class _Stop(Exception):
-    pass
-
-
-def _raise_stop(signum: int, frame: FrameType | None) -> None:
-    raise _Stop(signal.Signals(signum).name)
-
-
 def configure_logging() -> None:
     """Access lines to stdout, everything else to stderr; UTC timestamps."""
     formatter = logging.Formatter("%(asctime)s.%(msecs)03dZ %(message)s", "%Y-%m-%dT%H:%M:%S")
@@ -362,12 +355,21 @@ def run(
     except OSError as err:
         log.error("%s: cannot listen on %s:%d: %s", app_name, args.host, port, err.strerror or err)
         return 1
-    previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    received: list[str] = []
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        # Never raise from a signal handler (it could land anywhere in the main thread, even
+        # inside Thread.start()); ask serve_forever to return, from another thread as it needs.
+        if not received:
+            received.append(signal.Signals(signum).name)
+            threading.Thread(target=server.shutdown, daemon=True).start()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     log.info("%s: listening on %s:%d", app_name, args.host, port)
     try:
         server.serve_forever(poll_interval=0.5)
-    except _Stop as stop:
-        log.info("%s: received %s, exiting", app_name, stop)
+        if received:
+            log.info("%s: received %s, exiting", app_name, received[0])
     finally:
         server.server_close()
         for sig, handler in previous.items():
