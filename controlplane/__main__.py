@@ -9,6 +9,8 @@ import signal
 import sys
 from pathlib import Path
 
+from controlplane.ca.authority import CAError, CertificateAuthority
+from controlplane.caserver import CertificateService, NodeCredentialAuthenticator
 from controlplane.server import ControlPlane, FilePersistence, serve
 from controlplane.store import DEFAULT_RESERVED_IPS, DEFAULT_SERVICE_CIDR, ConfigStore
 
@@ -24,6 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--service-cidr", default=DEFAULT_SERVICE_CIDR)
     parser.add_argument("--reserved-ip", action="append", default=list(DEFAULT_RESERVED_IPS))
     parser.add_argument("--lab-controlplane", metavar="LAB_STATE_DIR", help=argparse.SUPPRESS)
+    parser.add_argument("--trust-domain", default="cluster.local")
+    parser.add_argument("--cacerts", type=Path, default=None,
+                        help="plug-in CA folder (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem); "
+                             "default: a self-signed root kept in STATE_DIR/ca")
+    parser.add_argument("--node-credentials", type=Path, default=None,
+                        help="JSON {node: credential} (mode 600): enables the CA for the lab's ztunnels")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -38,7 +46,18 @@ def main(argv: list[str] | None = None) -> int:
     for problem in problems:
         log.error("a persisted object no longer loads and was dropped: %s", problem)
     log.info("loaded %d objects from %s", len(store.objects), args.state_dir)
-    cp = ControlPlane(store)
+    certificates = None
+    if args.node_credentials is not None:
+        try:
+            ca = (CertificateAuthority.from_cacerts(args.cacerts) if args.cacerts
+                  else CertificateAuthority.load_or_create(args.state_dir / "ca", args.trust_domain))
+            authenticator = NodeCredentialAuthenticator.from_file(args.node_credentials)
+        except (CAError, OSError, ValueError) as exc:
+            log.error("the CA could not start: %s", exc)
+            return 2
+        certificates = CertificateService(ca, authenticator, lambda: store.pods)
+        log.info("CA ready for trust domain %s", ca.trust_domain)
+    cp = ControlPlane(store, certificates=certificates)
 
     async def run() -> None:
         stop = asyncio.Event()

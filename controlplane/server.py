@@ -17,17 +17,19 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import grpc
 
 from controlplane.api import mesh_pb2 as pb
+from controlplane.ca.authority import CertificateAuthority
+from controlplane.caserver import CertificateService
 from controlplane.index import Index
 from controlplane.k8s.loader import ALL_KINDS, load_documents
 from controlplane.push import PushBook, SubscriberState, views_for
-from controlplane.store import ConfigStore, ObjectKey, ReportedPod, object_key
+from controlplane.store import ConfigStore, ObjectKey, ReportedPod, StoreSnapshot, object_key
 
 log = logging.getLogger("controlplane.server")
 
@@ -76,9 +78,13 @@ class FilePersistence:
 class ControlPlane:
     """Owns the store and every subscriber stream; runs on one asyncio loop."""
 
-    def __init__(self, store: ConfigStore, *, index: Index | None = None, sync_grace_s: float = SYNC_GRACE_S) -> None:
+    def __init__(
+        self, store: ConfigStore, *, index: Index | None = None, sync_grace_s: float = SYNC_GRACE_S,
+        certificates: CertificateService | None = None,
+    ) -> None:
         self.store = store
-        self.index = index or default_index()
+        self.certificates = certificates
+        self.index = index or default_index(certificates.ca if certificates else None)
         self.book = PushBook()
         self.subscribers: dict[str, SubscriberState] = {}
         self._wakers: dict[str, asyncio.Event] = {}
@@ -282,10 +288,20 @@ def _pod_dict(p: ReportedPod) -> dict[str, Any]:
     return dataclasses.asdict(p)
 
 
-def default_index() -> Index:
+def default_index(ca: CertificateAuthority | None = None) -> Index:
     from controlplane import translate
 
-    return Index(converters=[translate.convert])
+    converters: list[Callable[[StoreSnapshot, dict[str, dict[str, bytes]], Index], None]] = [translate.convert]
+    if ca is not None:
+        bundle = pb.Resource(name="ca/trust-bundle", trust_bundle=pb.TrustBundle(
+            trust_domain=ca.trust_domain, roots_pem=[ca.root_pem.decode()]))
+        data = bundle.SerializeToString(deterministic=True)
+
+        def trust_bundle(store: StoreSnapshot, views: dict[str, dict[str, bytes]], index: Index) -> None:
+            views["ztunnel"]["ca/trust-bundle"] = data
+
+        converters.append(trust_bundle)
+    return Index(converters=converters)
 
 
 def make_server(cp: ControlPlane) -> grpc.aio.Server:
@@ -317,6 +333,10 @@ def make_server(cp: ControlPlane) -> grpc.aio.Server:
             cp.debug, request_deserializer=pb.DebugRequest.FromString,
             response_serializer=pb.DebugResponse.SerializeToString),
     }
+    if cp.certificates is not None:
+        handlers["CreateCertificate"] = grpc.unary_unary_rpc_method_handler(
+            cp.certificates.create_certificate, request_deserializer=pb.CertificateRequest.FromString,
+            response_serializer=pb.CertificateResponse.SerializeToString)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     return server
 

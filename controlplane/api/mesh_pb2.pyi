@@ -707,20 +707,46 @@ class SubscribeRequest(_message.Message):
     def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ...) -> None: ...
 
 class Resource(_message.Message):
-    __slots__ = ("name", "address", "authorization", "route", "destination", "kube")
+    __slots__ = ("name", "address", "authorization", "route", "destination", "kube", "trust_bundle")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     AUTHORIZATION_FIELD_NUMBER: _ClassVar[int]
     ROUTE_FIELD_NUMBER: _ClassVar[int]
     DESTINATION_FIELD_NUMBER: _ClassVar[int]
     KUBE_FIELD_NUMBER: _ClassVar[int]
+    TRUST_BUNDLE_FIELD_NUMBER: _ClassVar[int]
     name: str
     address: Address
     authorization: Authorization
     route: RouteConfig
     destination: DestinationPolicy
     kube: KubeObject
-    def __init__(self, name: _Optional[str] = ..., address: _Optional[_Union[Address, _Mapping]] = ..., authorization: _Optional[_Union[Authorization, _Mapping]] = ..., route: _Optional[_Union[RouteConfig, _Mapping]] = ..., destination: _Optional[_Union[DestinationPolicy, _Mapping]] = ..., kube: _Optional[_Union[KubeObject, _Mapping]] = ...) -> None: ...
+    trust_bundle: TrustBundle
+    def __init__(self, name: _Optional[str] = ..., address: _Optional[_Union[Address, _Mapping]] = ..., authorization: _Optional[_Union[Authorization, _Mapping]] = ..., route: _Optional[_Union[RouteConfig, _Mapping]] = ..., destination: _Optional[_Union[DestinationPolicy, _Mapping]] = ..., kube: _Optional[_Union[KubeObject, _Mapping]] = ..., trust_bundle: _Optional[_Union[TrustBundle, _Mapping]] = ...) -> None: ...
+
+class TrustBundle(_message.Message):
+    __slots__ = ("trust_domain", "roots_pem")
+    TRUST_DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    ROOTS_PEM_FIELD_NUMBER: _ClassVar[int]
+    trust_domain: str
+    roots_pem: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, trust_domain: _Optional[str] = ..., roots_pem: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CertificateRequest(_message.Message):
+    __slots__ = ("csr", "validity_seconds", "identity")
+    CSR_FIELD_NUMBER: _ClassVar[int]
+    VALIDITY_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    csr: str
+    validity_seconds: int
+    identity: str
+    def __init__(self, csr: _Optional[str] = ..., validity_seconds: _Optional[int] = ..., identity: _Optional[str] = ...) -> None: ...
+
+class CertificateResponse(_message.Message):
+    __slots__ = ("cert_chain",)
+    CERT_CHAIN_FIELD_NUMBER: _ClassVar[int]
+    cert_chain: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, cert_chain: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ConfigPush(_message.Message):
     __slots__ = ("version", "nonce", "full", "upserts", "removals")

@@ -64,6 +64,11 @@ class MeshConfigStub:
                 request_serializer=controlplane_dot_api_dot_mesh__pb2.DebugRequest.SerializeToString,
                 response_deserializer=controlplane_dot_api_dot_mesh__pb2.DebugResponse.FromString,
                 _registered_method=True)
+        self.CreateCertificate = channel.unary_unary(
+                '/mesh.v1.MeshConfig/CreateCertificate',
+                request_serializer=controlplane_dot_api_dot_mesh__pb2.CertificateRequest.SerializeToString,
+                response_deserializer=controlplane_dot_api_dot_mesh__pb2.CertificateResponse.FromString,
+                _registered_method=True)
 
 
 class MeshConfigServicer:
@@ -106,6 +111,12 @@ class MeshConfigServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateCertificate(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MeshConfigServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -138,6 +149,11 @@ def add_MeshConfigServicer_to_server(servicer, server):
                     servicer.Debug,
                     request_deserializer=controlplane_dot_api_dot_mesh__pb2.DebugRequest.FromString,
                     response_serializer=controlplane_dot_api_dot_mesh__pb2.DebugResponse.SerializeToString,
+            ),
+            'CreateCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateCertificate,
+                    request_deserializer=controlplane_dot_api_dot_mesh__pb2.CertificateRequest.FromString,
+                    response_serializer=controlplane_dot_api_dot_mesh__pb2.CertificateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -302,6 +318,33 @@ class MeshConfig:
             '/mesh.v1.MeshConfig/Debug',
             controlplane_dot_api_dot_mesh__pb2.DebugRequest.SerializeToString,
             controlplane_dot_api_dot_mesh__pb2.DebugResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.MeshConfig/CreateCertificate',
+            controlplane_dot_api_dot_mesh__pb2.CertificateRequest.SerializeToString,
+            controlplane_dot_api_dot_mesh__pb2.CertificateResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -17,6 +17,7 @@ import pytest
 
 from controlplane.api import mesh_pb2 as pb
 from controlplane.api.client import ConfigRejected, Stub, Subscription, Update
+from controlplane.caserver import CertificateService
 from controlplane.server import ControlPlane, FilePersistence, serve
 from controlplane.store import ConfigStore
 
@@ -35,12 +36,16 @@ class Running:
         assert not self.thread.is_alive()
 
 
-def start_server(state: Path, *, sync_grace_s: float = 0.2) -> Running:
+def start_server(
+    state: Path, *, sync_grace_s: float = 0.2,
+    certificates: Callable[[ConfigStore], CertificateService] | None = None,
+) -> Running:
     target = f"unix://{state}/cp.sock"
     persistence = FilePersistence(state / "objects")
     store = ConfigStore(persistence=persistence)
     store.load_persisted(persistence.load())
-    cp = ControlPlane(store, sync_grace_s=sync_grace_s)
+    cp = ControlPlane(store, sync_grace_s=sync_grace_s,
+                      certificates=certificates(store) if certificates is not None else None)
     ready = threading.Event()
     holder: dict[str, object] = {}
 
