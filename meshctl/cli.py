@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from meshctl import configcmds
+from meshctl import configcmds, proxyconfig
 from meshctl.lab import commands as lab_commands
 
 
@@ -14,6 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     lab_commands.add_parser(sub)
     configcmds.add_parsers(sub)
+    proxyconfig.add_parser(sub)
     return parser
 
 
@@ -23,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
         return lab_commands.run(args)
     if args.command in ("apply", "delete", "analyze", "proxy-status", "debug"):
         return configcmds.run(args)
+    if args.command == "proxy-config":
+        return proxyconfig.run(args)
     raise AssertionError(f"unhandled command {args.command}")
 
 

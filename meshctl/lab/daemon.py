@@ -25,7 +25,7 @@ from meshctl.lab import cleanup, dns, kubeproxy, netlab
 from meshctl.lab.api import MAX_MESSAGE_BYTES, socket_path
 from meshctl.lab.cluster import Cluster, PodRecord, StartPod, StopPod, pod_summary
 from meshctl.lab.config import LabConfig
-from meshctl.lab.kubelet import ControlPlaneLink, controlplane_target
+from meshctl.lab.kubelet import ControlPlaneLink, controlplane_target, provision_node_credentials
 from meshctl.lab.naming import nodes, underlay_netns
 from meshctl.lab.runtime import PodRuntime
 
@@ -74,6 +74,8 @@ class LabDaemon:
                     await nursery.start(dns.serve_tcp, tcp, self._get_zone)
                 nursery.start_soon(self._sync_loop)
                 await nursery.start(self.link.run_process)
+                for node in nodes(cfg):
+                    await nursery.start(self.link.run_ztunnel, node.name, node.netns)
                 nursery.start_soon(self.link.subscribe)
                 nursery.start_soon(self.link.report_loop)
                 nursery.start_soon(self._api_loop, listener)
@@ -99,6 +101,7 @@ class LabDaemon:
             netlab.create_node(cfg, node)
             netlab.load_nft(node.netns, kubeproxy.render([]))
         cleanup.write_state(cfg, {"pid": os.getpid(), "nodes": [n.name for n in nodes(cfg)]})
+        provision_node_credentials(cfg, [n.name for n in nodes(cfg)])
 
     def _remove_network(self) -> None:
         cleanup.sweep(self.cfg, keep_state_dir=True)

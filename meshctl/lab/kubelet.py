@@ -11,9 +11,10 @@ state.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
-import subprocess
+import secrets
 import sys
 import time
 from collections.abc import Callable
@@ -27,11 +28,11 @@ from controlplane.api.client import ConfigRejected, Stub, Subscription, Update
 from controlplane.k8s.loader import load_documents
 from meshctl.lab.cluster import ApplyError, Cluster
 from meshctl.lab.config import LabConfig
+from meshctl.lab.supervise import supervise
 
 log = logging.getLogger("meshctl.lab.kubelet")
 
 APPLY_ORDER = ("Namespace", "ServiceAccount", "Service", "Deployment", "Pod")
-RESTART_DELAY_S = 1.0
 REPORT_RETRY_S = 0.5
 PROCESS_MARKER = "--lab-controlplane"
 
@@ -48,6 +49,31 @@ def controlplane_pid_file(cfg: LabConfig) -> Path:
     return cfg.state_dir / "controlplane.pid"
 
 
+def node_credential_file(cfg: LabConfig, node: str) -> Path:
+    return cfg.state_dir / "credentials" / node
+
+
+def node_credentials_file(cfg: LabConfig) -> Path:
+    return cfg.state_dir / "credentials" / "controlplane.json"
+
+
+def provision_node_credentials(cfg: LabConfig, node_names: list[str]) -> None:
+    """One random bearer credential per node (files mode 600): the node's ztunnel presents it
+    to the CA, which maps it back to the node."""
+    creds = {node: secrets.token_urlsafe(32) for node in node_names}
+    folder = node_credentials_file(cfg).parent
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for node, cred in creds.items():
+        _write_private(node_credential_file(cfg, node), cred)
+    _write_private(node_credentials_file(cfg), json.dumps(creds))
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
 class ControlPlaneLink:
     def __init__(self, cfg: LabConfig, cluster: Cluster) -> None:
         self.cfg = cfg
@@ -62,49 +88,43 @@ class ControlPlaneLink:
     # --- the control-plane process -----------------------------------------------------
 
     async def run_process(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run ``python -m controlplane`` for this lab, restarting it if it dies."""
+        """Run ``python -m controlplane`` for this lab (with the CA for the nodes' ztunnels),
+        restarting it if it dies."""
         cfg = self.cfg
         cmd = [
             sys.executable, "-m", "controlplane", PROCESS_MARKER, str(cfg.state_dir),
             "--listen", controlplane_target(cfg), "--state-dir", str(cfg.state_dir / "controlplane"),
             "--service-cidr", cfg.service_cidr, "--reserved-ip", cfg.dns_ip,
+            "--node-credentials", str(node_credentials_file(cfg)),
         ]
-        started = False
-        while True:
-            with (cfg.state_dir / "controlplane.log").open("ab") as logf:
-                proc = await trio.lowlevel.open_process(
-                    cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True,
-                )
-            controlplane_pid_file(cfg).write_text(f"{proc.pid}\n")
-            try:
-                if not started:
-                    await self._wait_listening(proc)
-                    started = True
-                    task_status.started()
-                code = await proc.wait()
-            finally:
-                if proc.returncode is None:
-                    with trio.CancelScope(shield=True):
-                        proc.terminate()
-                        with trio.move_on_after(5):
-                            await proc.wait()
-                        if proc.returncode is None:
-                            proc.kill()
-                            await proc.wait()
-            log.error("the control plane exited with code %s; restarting it in %.0fs (log: %s)",
-                      code, RESTART_DELAY_S, cfg.state_dir / "controlplane.log")
-            await trio.sleep(RESTART_DELAY_S)
 
-    async def _wait_listening(self, proc: trio.Process) -> None:
-        sock = controlplane_socket(self.cfg)
-        with trio.fail_after(30):
+        async def listening(proc: trio.Process) -> None:
+            sock = controlplane_socket(cfg)
             while not sock.exists():
                 if proc.returncode is not None:
                     raise RuntimeError(
                         f"the control plane exited with code {proc.returncode} while starting; "
-                        f"see {self.cfg.state_dir / 'controlplane.log'}"
+                        f"see {cfg.state_dir / 'controlplane.log'}"
                     )
                 await trio.sleep(0.02)
+
+        await supervise("the control plane", cmd, cfg.state_dir / "controlplane.log",
+                        controlplane_pid_file(cfg), listening, task_status=task_status)
+
+    async def run_ztunnel(self, node: str, netns: str, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the node's ztunnel inside the node's network namespace (as a DaemonSet pod with
+        hostNetwork would), restarting it if it dies."""
+        cfg = self.cfg
+        cmd = [
+            "ip", "netns", "exec", netns, sys.executable, "-m", "ztunnel", "--node", node,
+            "--controlplane", controlplane_target(cfg), "--credential-file", str(node_credential_file(cfg, node)),
+        ]
+
+        async def running(proc: trio.Process) -> None:
+            await trio.sleep(0)
+
+        await supervise(f"ztunnel on {node}", cmd, cfg.state_dir / f"ztunnel-{node}.log",
+                        cfg.state_dir / f"ztunnel-{node}.pid", running, task_status=task_status)
 
     # --- following objects ----------------------------------------------------------------
 

@@ -1,0 +1,88 @@
+"""The ztunnel process: follows the control plane (as a ZTUNNEL subscriber), keeps one
+certificate per service account with enrolled pods on its node, and serves its admin endpoint.
+
+(Capture and HBONE arrive with issues 5 and 6; this is the part identity needs.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import socket
+from typing import Any
+
+import trio
+
+from controlplane.api import mesh_pb2 as pb
+from controlplane.api.client import ConfigRejected, Subscription, Update
+from ztunnel import admin
+from ztunnel.config import Config
+from ztunnel.identity import CertificateSource, Identity, IdentityManager
+from ztunnel.state import EMPTY, ProxyState, StateError, from_resources
+
+log = logging.getLogger("ztunnel")
+
+
+class Agent:
+    def __init__(self, cfg: Config, source: CertificateSource | None = None) -> None:
+        if source is None:
+            from ztunnel.ca_client import GrpcCertificateSource
+
+            source = GrpcCertificateSource(cfg)
+        self.cfg = cfg
+        self.state: ProxyState = EMPTY
+        self.identities = IdentityManager(source, trust_domain=cfg.trust_domain, ttl_s=cfg.cert_ttl_s)
+        self._subscription: Subscription | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        raw.bind(self.cfg.admin_address)
+        raw.listen(64)
+        listener = trio.SocketListener(trio.socket.from_stdlib_socket(raw))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.identities.run)
+            await nursery.start(admin.serve, listener, self.dump, self.ready)
+            nursery.start_soon(self._follow)
+            log.info("ztunnel on %s: admin on %s:%d", self.cfg.node, *self.cfg.admin_address)
+            task_status.started()
+
+    def ready(self) -> bool:
+        return self.state.version > 0
+
+    async def _follow(self) -> None:
+        token = trio.lowlevel.current_trio_token()
+
+        def apply(update: Update) -> None:
+            trio.from_thread.run_sync(self._apply, update, trio_token=token)
+
+        sub = Subscription(
+            self.cfg.controlplane,
+            pb.Hello(subscriber_id=f"ztunnel~{self.cfg.node}~{os.getpid()}", type=pb.ZTUNNEL, node=self.cfg.node),
+            apply,
+        )
+        self._subscription = sub
+        try:
+            await trio.to_thread.run_sync(sub.run, abandon_on_cancel=True)
+        finally:
+            sub.stop()
+
+    def _apply(self, update: Update) -> None:
+        try:
+            state = from_resources(update.version, update.resources)
+        except StateError as exc:
+            raise ConfigRejected(str(exc)) from None
+        self.state = state
+        if state.trust_roots:
+            self.identities.set_trust_bundle(b"".join(state.trust_roots))
+        self.identities.want(Identity.parse(i) for i in sorted(state.local_identities(self.cfg.node)))
+
+    def dump(self) -> dict[str, Any]:
+        local = [dataclasses.asdict(w) for w in self.state.workloads.values() if w.node == self.cfg.node]
+        return {
+            "node": self.cfg.node,
+            "config_version": self.state.version,
+            "workloads": sorted(local, key=lambda w: (w["namespace"], w["name"])),
+            "certificates": [dataclasses.asdict(c) for c in self.identities.snapshot()],
+        }
