@@ -1,0 +1,63 @@
+"""Every privileged socket option ztunnel uses, in one place: transparent listeners (the
+capture hands them connections addressed elsewhere; ``getsockname()`` is the original
+destination) and sockets that connect with a client's own source address.
+
+Raises :class:`SocketSetupError` naming the address and the kernel's reason (usually a
+missing CAP_NET_ADMIN, or the local routing for the ztunnel mark not being installed).
+"""
+
+from __future__ import annotations
+
+import socket
+
+import trio
+
+LISTEN_BACKLOG = 4096
+ZTUNNEL_MARK = 0x539
+
+
+class SocketSetupError(OSError):
+    """A socket could not be set up; the message says which and why."""
+
+
+def transparent_listener(port: int, host: str = "0.0.0.0") -> trio.socket.SocketType:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_IP, socket.IP_TRANSPARENT, 1)
+        sock.bind((host, port))
+        sock.listen(LISTEN_BACKLOG)
+    except OSError as exc:
+        sock.close()
+        raise SocketSetupError(
+            exc.errno, f"transparent listener on {host}:{port}: {exc.strerror} (needs CAP_NET_ADMIN)"
+        ) from None
+    sock.setblocking(False)
+    return trio.socket.from_stdlib_socket(sock)
+
+
+async def connect_as(source_ip: str | None, destination: tuple[str, int]) -> trio.SocketStream:
+    """A TCP connection to ``destination``; with ``source_ip`` it leaves with that address (the
+    original client's). The socket carries no mark: the capture path marks the *replies* so they
+    route locally to this socket, while its own packets must follow the normal routes."""
+    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if source_ip is not None:
+            sock.setsockopt(socket.SOL_IP, socket.IP_TRANSPARENT, 1)
+            await sock.bind((source_ip, 0))
+        await sock.connect(destination)
+    except OSError:
+        sock.close()
+        raise
+    return trio.SocketStream(sock)
+
+
+def original_destination(stream: trio.SocketStream) -> tuple[str, int]:
+    host, port = stream.socket.getsockname()[:2]
+    return str(host), int(port)
+
+
+def peer(stream: trio.SocketStream) -> tuple[str, int]:
+    host, port = stream.socket.getpeername()[:2]
+    return str(host), int(port)
