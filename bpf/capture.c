@@ -1,0 +1,213 @@
+// Traffic capture for the ambient mesh: two tc (clsact, direct-action) ingress programs that
+// hand TCP packets to ztunnel's sockets with bpf_sk_assign. Compiled at run time by bcc
+// (bpf/loader.py); MESH_PIN_DIR is given with -D and names the bpffs folder of the maps.
+//
+// outbound: tc ingress on the HOST side of an enrolled pod's veth (packets FROM the pod).
+//   1. an existing socket for the packet's own 4-tuple in this netns, not LISTEN/TIME_WAIT
+//      -> mark + assign (the rest of a captured flow; replies to ztunnel's transparent
+//      connections that carry the pod's address as source);
+//   2. else a SYN (no ACK) -> ztunnel's outbound listener (config: 0.0.0.0:15001);
+//   3. else TC_ACT_UNSPEC (never end another program's chain).
+// inbound: tc ingress on a node's uplink. Only packets addressed to a LOCAL enrolled pod:
+//   established socket first (as above); else a SYN to port 15008 -> HBONE listener, any
+//   other port -> the inbound plaintext listener (15006); else TC_ACT_UNSPEC.
+//
+// A SYN whose listener lookup (or assignment) fails is dropped unless config.fail_open:
+// the client retransmits it, so a restarting ztunnel delays new connections instead of
+// letting them bypass the mesh. Every socket reference is released on every path.
+//
+// The maps are pinned (BPF_TABLE_PINNED): bcc opens the pinned map when MESH_PIN_DIR/<name>
+// exists and creates and pins it otherwise, so a restarted loader adopts them.
+
+#include <uapi/linux/bpf.h>
+#include <uapi/linux/pkt_cls.h>
+#include <uapi/linux/if_ether.h>
+#include <uapi/linux/ip.h>
+#include <uapi/linux/in.h>
+#include <uapi/linux/tcp.h>
+
+// Without MESH_PIN_DIR the maps are private to the loading process (the environment check's
+// compile test).
+#ifdef MESH_PIN_DIR
+#define MESH_TABLE(type, key, leaf, name, size) BPF_TABLE_PINNED(type, key, leaf, name, size, MESH_PIN_DIR "/" #name)
+#else
+#define MESH_TABLE(type, key, leaf, name, size) BPF_TABLE(type, key, leaf, name, size)
+#endif
+
+// include/net/tcp_states.h (not a uapi header).
+#define MESH_TCP_TIME_WAIT 6
+#define MESH_TCP_LISTEN 10
+
+// Counter decisions; bpf/loader.py DECISIONS lists the same names in this order.
+#define D_ESTABLISHED_ASSIGNED 0
+#define D_SYN_TO_OUTBOUND 1
+#define D_SYN_TO_INBOUND 2
+#define D_SYN_TO_HBONE 3
+#define D_PASSED 4
+#define D_LOOKUP_FAILED 5
+#define D_NOT_TCP 6
+
+// Addresses in network byte order, ports in host byte order. loader.py packs the same layout.
+struct mesh_config {
+    u32 mark;
+    u32 outbound_addr;
+    u32 inbound_addr;
+    u32 hbone_addr;
+    u16 outbound_port;
+    u16 inbound_port;
+    u16 hbone_port;
+    u16 fail_open;
+};
+
+struct counter_key {
+    u32 pod_id;
+    u32 decision;
+};
+
+MESH_TABLE("hash", u32, u32, enrolled, 65536);
+MESH_TABLE("array", u32, struct mesh_config, config, 1);
+MESH_TABLE("percpu_hash", struct counter_key, u64, counters, 65536);
+
+static __always_inline void count(u32 pod_id, u32 decision) {
+    struct counter_key key = {.pod_id = pod_id, .decision = decision};
+    u64 zero = 0;
+    u64 *value = counters.lookup_or_try_init(&key, &zero);
+    if (value)
+        *value += 1;  // per-CPU value: tc runs with preemption off, no atomics needed
+}
+
+// Parse an IPv4 TCP packet; 0 when the skb is not one (or is a non-first fragment).
+static __always_inline int parse(struct __sk_buff *skb, struct iphdr **ip_out, struct tcphdr **tcp_out) {
+    void *data = (void *)(long)skb->data;
+    void *data_end = (void *)(long)skb->data_end;
+    struct ethhdr *eth = data;
+    if ((void *)(eth + 1) > data_end)
+        return 0;
+    if (eth->h_proto != bpf_htons(ETH_P_IP))
+        return 0;
+    struct iphdr *ip = (void *)(eth + 1);
+    if ((void *)(ip + 1) > data_end)
+        return 0;
+    if (ip->protocol != IPPROTO_TCP || ip->ihl < 5)
+        return 0;
+    if (ip->frag_off & bpf_htons(0x1fff))
+        return 0;
+    struct tcphdr *tcp = (void *)ip + ip->ihl * 4;
+    if ((void *)(tcp + 1) > data_end)
+        return 0;
+    *ip_out = ip;
+    *tcp_out = tcp;
+    return 1;
+}
+
+// Step 1: the packet's own 4-tuple. 1 = assigned, 0 = no usable socket.
+static __always_inline int assign_established(struct __sk_buff *skb, struct iphdr *ip, struct tcphdr *tcp, u32 mark) {
+    struct bpf_sock_tuple tuple = {};
+    tuple.ipv4.saddr = ip->saddr;
+    tuple.ipv4.daddr = ip->daddr;
+    tuple.ipv4.sport = tcp->source;
+    tuple.ipv4.dport = tcp->dest;
+    struct bpf_sock *sk = bpf_skc_lookup_tcp(skb, &tuple, sizeof(tuple.ipv4), BPF_F_CURRENT_NETNS, 0);
+    if (!sk)
+        return 0;
+    int assigned = 0;
+    if (sk->state != MESH_TCP_LISTEN && sk->state != MESH_TCP_TIME_WAIT) {
+        if (bpf_sk_assign(skb, sk, 0) == 0) {
+            skb->mark = mark;
+            assigned = 1;
+        }
+    }
+    bpf_sk_release(sk);
+    return assigned;
+}
+
+// Steps 2 (outbound) / inbound SYN: a listener at addr:port (the lookup key uses the
+// listener's address as destination). 1 = assigned.
+static __always_inline int assign_listener(struct __sk_buff *skb, struct iphdr *ip, struct tcphdr *tcp,
+                                           u32 addr, u16 port, u32 mark) {
+    struct bpf_sock_tuple tuple = {};
+    tuple.ipv4.saddr = ip->saddr;
+    tuple.ipv4.daddr = addr;
+    tuple.ipv4.sport = tcp->source;
+    tuple.ipv4.dport = bpf_htons(port);
+    struct bpf_sock *sk = bpf_skc_lookup_tcp(skb, &tuple, sizeof(tuple.ipv4), BPF_F_CURRENT_NETNS, 0);
+    if (!sk)
+        return 0;
+    int assigned = 0;
+    if (sk->state == MESH_TCP_LISTEN && bpf_sk_assign(skb, sk, 0) == 0) {
+        skb->mark = mark;
+        assigned = 1;
+    }
+    bpf_sk_release(sk);
+    return assigned;
+}
+
+static __always_inline int syn_failed(u32 pod_id, struct mesh_config *cfg) {
+    count(pod_id, D_LOOKUP_FAILED);
+    return cfg->fail_open ? TC_ACT_UNSPEC : TC_ACT_SHOT;
+}
+
+int outbound(struct __sk_buff *skb) {
+    struct iphdr *ip;
+    struct tcphdr *tcp;
+    u32 zero = 0;
+    if (!parse(skb, &ip, &tcp)) {
+        count(0, D_NOT_TCP);
+        return TC_ACT_UNSPEC;
+    }
+    struct mesh_config *cfg = config.lookup(&zero);
+    if (!cfg || cfg->mark == 0)
+        return TC_ACT_UNSPEC;  // not configured yet: never interfere
+    u32 saddr = ip->saddr;
+    u32 *id = enrolled.lookup(&saddr);
+    u32 pod_id = id ? *id : 0;
+    if (assign_established(skb, ip, tcp, cfg->mark)) {
+        count(pod_id, D_ESTABLISHED_ASSIGNED);
+        return TC_ACT_OK;
+    }
+    if (tcp->syn && !tcp->ack) {
+        if (assign_listener(skb, ip, tcp, cfg->outbound_addr, cfg->outbound_port, cfg->mark)) {
+            count(pod_id, D_SYN_TO_OUTBOUND);
+            return TC_ACT_OK;
+        }
+        return syn_failed(pod_id, cfg);
+    }
+    count(pod_id, D_PASSED);
+    return TC_ACT_UNSPEC;
+}
+
+int inbound(struct __sk_buff *skb) {
+    struct iphdr *ip;
+    struct tcphdr *tcp;
+    u32 zero = 0;
+    if (!parse(skb, &ip, &tcp))
+        return TC_ACT_UNSPEC;  // not counted: the uplink carries everything the node sees
+    u32 daddr = ip->daddr;
+    u32 *id = enrolled.lookup(&daddr);
+    if (!id)
+        return TC_ACT_UNSPEC;  // not for a local enrolled pod
+    u32 pod_id = *id;
+    struct mesh_config *cfg = config.lookup(&zero);
+    if (!cfg || cfg->mark == 0)
+        return TC_ACT_UNSPEC;
+    if (assign_established(skb, ip, tcp, cfg->mark)) {
+        count(pod_id, D_ESTABLISHED_ASSIGNED);
+        return TC_ACT_OK;
+    }
+    if (tcp->syn && !tcp->ack) {
+        if (tcp->dest == bpf_htons(cfg->hbone_port)) {
+            if (assign_listener(skb, ip, tcp, cfg->hbone_addr, cfg->hbone_port, cfg->mark)) {
+                count(pod_id, D_SYN_TO_HBONE);
+                return TC_ACT_OK;
+            }
+            return syn_failed(pod_id, cfg);
+        }
+        if (assign_listener(skb, ip, tcp, cfg->inbound_addr, cfg->inbound_port, cfg->mark)) {
+            count(pod_id, D_SYN_TO_INBOUND);
+            return TC_ACT_OK;
+        }
+        return syn_failed(pod_id, cfg);
+    }
+    count(pod_id, D_PASSED);
+    return TC_ACT_UNSPEC;
+}
