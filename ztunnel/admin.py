@@ -1,6 +1,7 @@
-"""ztunnel's admin endpoint (localhost:15000 in the node's namespace, as Istio's): ``GET
-/config_dump`` (JSON: config version, local workloads, certificates — never keys) and
-``GET /healthz/ready``. HTTP/1.1 with h11; one request per connection.
+"""ztunnel's small HTTP endpoints (h11, one request per connection): the admin endpoint
+(localhost:15000 in the node's namespace, as Istio's: ``/config_dump`` — config version, local
+workloads, certificates, never keys — and ``/healthz/ready``) and the metrics endpoint
+(:15020 ``/metrics`` in Prometheus' text format, ``/healthz/ready``).
 """
 
 from __future__ import annotations
@@ -19,8 +20,19 @@ MAX_REQUEST_BYTES = 16 * 1024
 READ_TIMEOUT_S = 5.0
 
 
+Route = Callable[[], tuple[int, str, bytes]]
+
+
+def json_route(produce: Callable[[], dict[str, Any]]) -> Route:
+    return lambda: (200, "application/json", json.dumps(produce(), indent=2, sort_keys=True, default=str).encode())
+
+
+def ready_route(ready: Callable[[], bool]) -> Route:
+    return lambda: (200, "application/json", b'{"ready": true}') if ready() else (503, "application/json", b'{"ready": false}')
+
+
 async def serve(
-    listener: trio.SocketListener, dump: Callable[[], dict[str, Any]], ready: Callable[[], bool],
+    listener: trio.SocketListener, routes: dict[str, Route],
     *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     async def handle(stream: trio.SocketStream) -> None:
@@ -32,7 +44,7 @@ async def serve(
                     try:
                         event = conn.next_event()
                     except h11.RemoteProtocolError as exc:
-                        await _send(stream, conn, 400, {"error": f"bad request: {exc}"})
+                        await _send(stream, conn, 400, "text/plain", f"bad request: {exc}\n".encode())
                         return
                     if event is h11.NEED_DATA:
                         data = await stream.receive_some(4096)
@@ -44,23 +56,21 @@ async def serve(
             if request is None:
                 return
             path = request.target.decode(errors="replace").split("?", 1)[0]
+            route = routes.get(path)
             if request.method not in (b"GET", b"HEAD"):
-                await _send(stream, conn, 405, {"error": "only GET"})
-            elif path == "/config_dump":
-                await _send(stream, conn, 200, dump())
-            elif path == "/healthz/ready":
-                ok = ready()
-                await _send(stream, conn, 200 if ok else 503, {"ready": ok})
+                await _send(stream, conn, 405, "text/plain", b"only GET\n")
+            elif route is None:
+                known = ", ".join(sorted(routes))
+                await _send(stream, conn, 404, "text/plain", f"no such endpoint {path}; try {known}\n".encode())
             else:
-                await _send(stream, conn, 404, {"error": f"no such endpoint {path}; try /config_dump"})
+                await _send(stream, conn, *route())
 
     task_status.started()
     await trio.serve_listeners(handle, [listener])
 
 
-async def _send(stream: trio.SocketStream, conn: h11.Connection, status: int, body: dict[str, Any]) -> None:
-    data = json.dumps(body, indent=2, sort_keys=True, default=str).encode()
-    headers = [("content-type", "application/json"), ("content-length", str(len(data))), ("connection", "close")]
+async def _send(stream: trio.SocketStream, conn: h11.Connection, status: int, content_type: str, data: bytes) -> None:
+    headers = [("content-type", content_type), ("content-length", str(len(data))), ("connection", "close")]
     try:
         await stream.send_all(conn.send(h11.Response(status_code=status, headers=headers)) or b"")
         await stream.send_all(conn.send(h11.Data(data=data)) or b"")

@@ -13,12 +13,14 @@ import socket
 from typing import Any
 
 import trio
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from controlplane.api import mesh_pb2 as pb
 from controlplane.api.client import ConfigRejected, Subscription, Update
 from ztunnel import admin
 from ztunnel.config import Config
 from ztunnel.identity import CertificateSource, Identity, IdentityManager
+from ztunnel.metrics import Metrics
 from ztunnel.state import EMPTY, ProxyState, StateError, from_resources
 
 log = logging.getLogger("ztunnel")
@@ -33,19 +35,25 @@ class Agent:
         self.cfg = cfg
         self.state: ProxyState = EMPTY
         self.identities = IdentityManager(source, trust_domain=cfg.trust_domain, ttl_s=cfg.cert_ttl_s)
+        self.registry = CollectorRegistry()
+        self.metrics = Metrics(self.registry)
         self._subscription: Subscription | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        raw.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        raw.bind(self.cfg.admin_address)
-        raw.listen(64)
-        listener = trio.SocketListener(trio.socket.from_stdlib_socket(raw))
+        admin_listener = _listener(self.cfg.admin_address)
+        metrics_listener = _listener(self.cfg.metrics_address)
         async with trio.open_nursery() as nursery:
             await nursery.start(self.identities.run)
-            await nursery.start(admin.serve, listener, self.dump, self.ready)
+            await nursery.start(admin.serve, admin_listener, {
+                "/config_dump": admin.json_route(self.dump), "/healthz/ready": admin.ready_route(self.ready),
+            })
+            await nursery.start(admin.serve, metrics_listener, {
+                "/metrics": lambda: (200, CONTENT_TYPE_LATEST, generate_latest(self.registry)),
+                "/healthz/ready": admin.ready_route(self.ready),
+            })
             nursery.start_soon(self._follow)
-            log.info("ztunnel on %s: admin on %s:%d", self.cfg.node, *self.cfg.admin_address)
+            log.info("ztunnel on %s: admin on %s:%d, metrics on %s:%d", self.cfg.node,
+                     *self.cfg.admin_address, *self.cfg.metrics_address)
             task_status.started()
 
     def ready(self) -> bool:
@@ -86,3 +94,11 @@ class Agent:
             "workloads": sorted(local, key=lambda w: (w["namespace"], w["name"])),
             "certificates": [dataclasses.asdict(c) for c in self.identities.snapshot()],
         }
+
+
+def _listener(address: tuple[str, int]) -> trio.SocketListener:
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    raw.bind(address)
+    raw.listen(64)
+    return trio.SocketListener(trio.socket.from_stdlib_socket(raw))

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_ADMIN_ADDRESS = ("127.0.0.1", 15000)
+DEFAULT_METRICS_ADDRESS = ("0.0.0.0", 15020)
 DEFAULT_TRUST_DOMAIN = "cluster.local"
 DEFAULT_CERT_TTL_S = 24 * 3600.0
 
@@ -23,6 +24,7 @@ class Config:
     controlplane: str                 # gRPC target, e.g. unix:///run/meshlab/mlab/controlplane.sock
     credential_file: Path             # the node's bearer credential for the CA (mode 600)
     admin_address: tuple[str, int] = DEFAULT_ADMIN_ADDRESS
+    metrics_address: tuple[str, int] = DEFAULT_METRICS_ADDRESS
     trust_domain: str = DEFAULT_TRUST_DOMAIN
     cert_ttl_s: float = DEFAULT_CERT_TTL_S
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from meshctl.lab.naming import KUBEPROXY_MASQ_MARK
+from meshctl.lab.naming import KUBEPROXY_MASQ_MARK, ZTUNNEL_MARK
 
 TABLE = "meshlab"
 
@@ -74,6 +74,9 @@ def render(rules: Iterable[ServiceRule]) -> str:
         f"    meta mark & {KUBEPROXY_MASQ_MARK:#x} == {KUBEPROXY_MASQ_MARK:#x} masquerade",
         "  }",
         "  chain services {",
+        # ztunnel took this packet (tc capture marked it): keep its Service VIP as the
+        # original destination, ztunnel balances it itself.
+        f"    meta mark & {ZTUNNEL_MARK:#x} == {ZTUNNEL_MARK:#x} return",
         *dispatch,
         "  }",
         *chains,

@@ -18,6 +18,7 @@ UNDERLAY_BRIDGE = "br0"
 NODE_UPLINK = "eth0"
 POD_IFACE = "eth0"
 KUBEPROXY_MASQ_MARK = 0x4000  # kube-proxy's masquerade bit
+ZTUNNEL_MARK = 0x539  # set by ztunnel's tc capture on the packets it takes (ztunnel.sockets)
 
 
 @dataclass(frozen=True, slots=True)

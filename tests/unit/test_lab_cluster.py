@@ -224,6 +224,7 @@ def test_kubeproxy_ruleset_balances_rejects_and_hairpins() -> None:
     assert "ip saddr 10.244.1.2 meta mark set meta mark | 0x4000" in text
     assert "elements = { 10.96.1.2 . 80 }" in text and "reject with tcp reset" in text
     assert text.startswith("table ip meshlab {\n}\ndelete table ip meshlab\n")  # atomic replace
+    assert "meta mark & 0x539 == 0x539 return" in text  # captured packets keep their VIP
     assert "reject" not in render([])
 
 
