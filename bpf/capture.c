@@ -2,7 +2,8 @@
 // hand TCP packets to ztunnel's sockets with bpf_sk_assign. Compiled at run time by bcc
 // (bpf/loader.py); MESH_PIN_DIR is given with -D and names the bpffs folder of the maps.
 //
-// outbound: tc ingress on the HOST side of an enrolled pod's veth (packets FROM the pod).
+// outbound: tc ingress on the HOST side of a pod's veth (packets FROM the pod); SYNs are
+// captured only for enrolled pods (source address in the enrolled map).
 //   1. an existing socket for the packet's own 4-tuple in this netns, not LISTEN/TIME_WAIT
 //      -> mark + assign (the rest of a captured flow; replies to ztunnel's transparent
 //      connections that carry the pod's address as source);
@@ -165,7 +166,10 @@ int outbound(struct __sk_buff *skb) {
         count(pod_id, D_ESTABLISHED_ASSIGNED);
         return TC_ACT_OK;
     }
-    if (tcp->syn && !tcp->ack) {
+    // Only enrolled pods' new connections are captured. The program also sits on the veths of
+    // pods that are not enrolled, for step 1 alone: replies to ztunnel's connections made with
+    // an enrolled client's address (a transparent socket in this namespace) come back that way.
+    if (tcp->syn && !tcp->ack && id) {
         if (assign_listener(skb, ip, tcp, cfg->outbound_addr, cfg->outbound_port, cfg->mark)) {
             count(pod_id, D_SYN_TO_OUTBOUND);
             return TC_ACT_OK;

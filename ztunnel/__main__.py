@@ -11,6 +11,7 @@ from pathlib import Path
 import trio
 
 from ztunnel.agent import Agent
+from ztunnel.capture import CaptureUnavailable
 from ztunnel.config import DEFAULT_ADMIN_ADDRESS, DEFAULT_TRUST_DOMAIN, Config, ConfigError
 
 log = logging.getLogger("ztunnel")
@@ -23,12 +24,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--credential-file", type=Path, required=True, help="this node's CA credential (mode 600)")
     parser.add_argument("--admin-port", type=int, default=DEFAULT_ADMIN_ADDRESS[1])
     parser.add_argument("--trust-domain", default=DEFAULT_TRUST_DOMAIN)
+    parser.add_argument("--capture", action="store_true", help="load the tc capture and serve 15001/15006")
+    parser.add_argument("--bpf-prefix", default="", help="pin folder name under /sys/fs/bpf (default mesh-<node>)")
+    parser.add_argument("--uplink", default="eth0", help="the node's interface towards other nodes")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cfg = Config(node=args.node, controlplane=args.controlplane, credential_file=args.credential_file,
-                     admin_address=(DEFAULT_ADMIN_ADDRESS[0], args.admin_port), trust_domain=args.trust_domain)
+                     admin_address=(DEFAULT_ADMIN_ADDRESS[0], args.admin_port), trust_domain=args.trust_domain,
+                     capture=args.capture, bpf_prefix=args.bpf_prefix, uplink=args.uplink)
         cfg.credential()
     except ConfigError as exc:
         log.error("ztunnel cannot start: %s", exc)
@@ -43,12 +48,25 @@ def main(argv: list[str] | None = None) -> int:
                     nursery.cancel_scope.cancel()
                     break
 
+    code = 0
     try:
         trio.run(run)
-    except OSError as exc:
-        log.error("ztunnel could not start: %s (is another ztunnel using admin port %d?)", exc, args.admin_port)
-        return 1
-    return 0
+    except* CaptureUnavailable as group:
+        for unavailable in _leaves(group):
+            log.error("ztunnel cannot capture traffic on this machine: %s", unavailable)
+        code = 2
+    except* OSError as group:
+        for failed in _leaves(group):
+            log.error("ztunnel could not start: %s (is another ztunnel using its ports?)", failed)
+        code = 1
+    return code
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
+    return out
 
 
 if __name__ == "__main__":

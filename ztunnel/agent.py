@@ -18,12 +18,18 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from controlplane.api import mesh_pb2 as pb
 from controlplane.api.client import ConfigRejected, Subscription, Update
 from ztunnel import admin
+from ztunnel.capture import RedirectManager
 from ztunnel.config import Config
 from ztunnel.identity import CertificateSource, Identity, IdentityManager
 from ztunnel.metrics import Metrics
+from ztunnel.proxy import Proxy
+from ztunnel.sockets import transparent_listener
 from ztunnel.state import EMPTY, ProxyState, StateError, from_resources
 
 log = logging.getLogger("ztunnel")
+
+OUTBOUND_PORT = 15001
+INBOUND_PORT = 15006
 
 
 class Agent:
@@ -37,6 +43,8 @@ class Agent:
         self.identities = IdentityManager(source, trust_domain=cfg.trust_domain, ttl_s=cfg.cert_ttl_s)
         self.registry = CollectorRegistry()
         self.metrics = Metrics(self.registry)
+        self.proxy = Proxy(cfg.node, lambda: self.state, self.metrics)
+        self.redirect = RedirectManager(cfg.node, cfg.bpf_prefix or f"mesh-{cfg.node}", cfg.uplink)
         self._subscription: Subscription | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -51,6 +59,11 @@ class Agent:
                 "/metrics": lambda: (200, CONTENT_TYPE_LATEST, generate_latest(self.registry)),
                 "/healthz/ready": admin.ready_route(self.ready),
             })
+            if self.cfg.capture:
+                await trio.to_thread.run_sync(self.redirect.start)
+                for port, direction in ((OUTBOUND_PORT, "outbound"), (INBOUND_PORT, "inbound")):
+                    listener = trio.SocketListener(transparent_listener(port))
+                    nursery.start_soon(self.proxy.serve, listener, direction)
             nursery.start_soon(self._follow)
             log.info("ztunnel on %s: admin on %s:%d, metrics on %s:%d", self.cfg.node,
                      *self.cfg.admin_address, *self.cfg.metrics_address)
@@ -85,6 +98,8 @@ class Agent:
         if state.trust_roots:
             self.identities.set_trust_bundle(b"".join(state.trust_roots))
         self.identities.want(Identity.parse(i) for i in sorted(state.local_identities(self.cfg.node)))
+        if self.cfg.capture:
+            self.redirect.update(state)
 
     def dump(self) -> dict[str, Any]:
         local = [dataclasses.asdict(w) for w in self.state.workloads.values() if w.node == self.cfg.node]

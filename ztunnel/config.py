@@ -27,6 +27,9 @@ class Config:
     metrics_address: tuple[str, int] = DEFAULT_METRICS_ADDRESS
     trust_domain: str = DEFAULT_TRUST_DOMAIN
     cert_ttl_s: float = DEFAULT_CERT_TTL_S
+    capture: bool = False             # load the tc capture and serve 15001/15006
+    bpf_prefix: str = ""              # pin folder under /sys/fs/bpf (default mesh-<node>)
+    uplink: str = "eth0"              # the node's interface towards other nodes
 
     def __post_init__(self) -> None:
         if not self.node:

@@ -10,6 +10,7 @@ Istio's TCP metrics per connection.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -29,19 +30,30 @@ CONNECT_TIMEOUT_S = 10.0
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    destination: tuple[str, int]
+    destination: tuple[str, int] | None  # None: a Service without a healthy endpoint
     source_ip: str | None            # bind to this (the client's) address, transparently
     source: Workload | None
     destination_workload: Workload | None
     direction: str                   # "outbound" | "inbound"
+    service: str = ""                # "namespace/hostname" when the original destination was a VIP
 
 
-def decide(state: ProxyState, direction: str, client: tuple[str, int], original: tuple[str, int]) -> Decision:
+def decide(
+    state: ProxyState, direction: str, client: tuple[str, int], original: tuple[str, int],
+    choose: Callable[[int], int] = lambda n: random.randrange(n),
+) -> Decision:
+    """Where a captured connection goes. A Service VIP is balanced by ztunnel itself over the
+    service's healthy endpoints (random, as Istio's ztunnel), to the endpoint's target port."""
     by_ip = {ip: w for w in state.workloads.values() for ip in w.addresses}
-    return Decision(
-        destination=original, source_ip=client[0], source=by_ip.get(client[0]),
-        destination_workload=by_ip.get(original[0]), direction=direction,
-    )
+    source = by_ip.get(client[0])
+    service = state.services.get(original[0])
+    if service is not None:
+        endpoints = state.endpoints(service, original[1])
+        if not endpoints:
+            return Decision(None, client[0], source, None, direction, service.key)
+        w, port = endpoints[choose(len(endpoints))]
+        return Decision((w.addresses[0], port), client[0], source, w, direction, service.key)
+    return Decision(original, client[0], source, by_ip.get(original[0]), direction)
 
 
 class Proxy:
@@ -68,6 +80,11 @@ class Proxy:
         flags = "-"
         try:
             async with client:
+                if decision.destination is None:
+                    flags = "UH"  # no healthy upstream, as Envoy/Istio flag it
+                    log.warning("%s %s:%d -> %s:%d: service %s has no healthy endpoint", direction, *src, *dst,
+                                decision.service)
+                    return
                 try:
                     with trio.fail_after(CONNECT_TIMEOUT_S):
                         upstream = await connect_as(decision.source_ip, decision.destination)
@@ -84,10 +101,11 @@ class Proxy:
             final = ConnectionLabels(**{**_as_dict(labels), "response_flags": flags})
             self.metrics.connection_closed(final, received=received, sent=sent)
             access_log.info(
-                "%s src=%s:%d src_workload=%s dst=%s:%d dst_workload=%s bytes_sent=%d bytes_received=%d "
-                "duration_ms=%.1f flags=%s",
-                direction, *src, _name(decision.source), *dst, _name(decision.destination_workload),
-                sent, received, (time.monotonic() - started) * 1000, flags,
+                "%s src=%s:%d src_workload=%s dst=%s:%d dst_service=%s endpoint=%s dst_workload=%s "
+                "bytes_sent=%d bytes_received=%d duration_ms=%.1f flags=%s",
+                direction, *src, _name(decision.source), *dst, decision.service or "-",
+                f"{decision.destination[0]}:{decision.destination[1]}" if decision.destination else "-",
+                _name(decision.destination_workload), sent, received, (time.monotonic() - started) * 1000, flags,
             )
 
 
@@ -105,6 +123,7 @@ def _labels(d: Decision) -> ConnectionLabels:
         destination_workload=dst.name if dst else "unknown",
         destination_workload_namespace=dst.namespace if dst else "unknown",
         destination_principal=dst.identity if dst else "unknown",
+        destination_service=d.service.split("/", 1)[1] if d.service else "unknown",
         connection_security_policy="none",
     )
 

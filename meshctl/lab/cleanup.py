@@ -26,6 +26,7 @@ from meshctl.lab.naming import is_lab_netns
 log = logging.getLogger("meshctl.lab.cleanup")
 
 STATE_FILE = "state.json"
+BPF_ROOT = Path("/sys/fs/bpf")
 PID_FILE = "daemon.pid"
 MOUNT_MARKER = "created-run-netns-mount"
 
@@ -68,6 +69,7 @@ def leftovers(cfg: LabConfig) -> list[str]:
     """What of this lab still exists on the host, one line each (empty when clean)."""
     out = [f"network namespace {n}" for n in lab_netns(cfg)]
     out += [f"folder {p}" for p in sorted(netlab.ETC_NETNS.glob(f"{cfg.name}-*"))]
+    out += [f"pinned maps {p}" for p in sorted(BPF_ROOT.glob(f"{cfg.name}-node*"))]
     if cfg.state_dir.exists():
         out.append(f"folder {cfg.state_dir}")
     pid = daemon_pid(cfg)
@@ -127,6 +129,9 @@ def sweep(cfg: LabConfig, *, keep_state_dir: bool = False) -> list[str]:
     for folder in sorted(netlab.ETC_NETNS.glob(f"{cfg.name}-*")):
         shutil.rmtree(folder, ignore_errors=True)
         removed.append(f"folder {folder}")
+    for pins in sorted(BPF_ROOT.glob(f"{cfg.name}-node*")):
+        shutil.rmtree(pins, ignore_errors=True)  # the nodes' pinned capture maps
+        removed.append(f"pinned maps {pins}")
     with contextlib.suppress(OSError):
         if not any(netlab.ETC_NETNS.iterdir()):
             netlab.ETC_NETNS.rmdir()

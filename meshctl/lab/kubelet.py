@@ -115,9 +115,11 @@ class ControlPlaneLink:
         """Run the node's ztunnel inside the node's network namespace (as a DaemonSet pod with
         hostNetwork would), restarting it if it dies."""
         cfg = self.cfg
+        # nsenter, not `ip netns exec`: the latter remounts /sys, which hides bpffs (pinned maps).
         cmd = [
-            "ip", "netns", "exec", netns, sys.executable, "-m", "ztunnel", "--node", node,
+            "nsenter", f"--net=/run/netns/{netns}", sys.executable, "-m", "ztunnel", "--node", node,
             "--controlplane", controlplane_target(cfg), "--credential-file", str(node_credential_file(cfg, node)),
+            "--capture", "--bpf-prefix", f"{cfg.name}-{node}", "--uplink", "eth0",
         ]
 
         async def running(proc: trio.Process) -> None:
