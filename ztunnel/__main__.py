@@ -27,13 +27,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--capture", action="store_true", help="load the tc capture and serve 15001/15006")
     parser.add_argument("--bpf-prefix", default="", help="pin folder name under /sys/fs/bpf (default mesh-<node>)")
     parser.add_argument("--uplink", default="eth0", help="the node's interface towards other nodes")
+    parser.add_argument("--cleanup", action="store_true",
+                        help="remove the capture on shutdown (default: keep it so a restarted ztunnel takes over)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cfg = Config(node=args.node, controlplane=args.controlplane, credential_file=args.credential_file,
                      admin_address=(DEFAULT_ADMIN_ADDRESS[0], args.admin_port), trust_domain=args.trust_domain,
-                     capture=args.capture, bpf_prefix=args.bpf_prefix, uplink=args.uplink)
+                     capture=args.capture, bpf_prefix=args.bpf_prefix, uplink=args.uplink, cleanup=args.cleanup)
         cfg.credential()
     except ConfigError as exc:
         log.error("ztunnel cannot start: %s", exc)

@@ -61,6 +61,8 @@ class Agent:
             })
             if self.cfg.capture:
                 await trio.to_thread.run_sync(self.redirect.start)
+                if self.cfg.cleanup:
+                    nursery.start_soon(self._cleanup_on_exit)
                 for port, direction in ((OUTBOUND_PORT, "outbound"), (INBOUND_PORT, "inbound")):
                     listener = trio.SocketListener(transparent_listener(port))
                     nursery.start_soon(self.proxy.serve, listener, direction)
@@ -68,6 +70,13 @@ class Agent:
             log.info("ztunnel on %s: admin on %s:%d, metrics on %s:%d", self.cfg.node,
                      *self.cfg.admin_address, *self.cfg.metrics_address)
             task_status.started()
+
+    async def _cleanup_on_exit(self) -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self.redirect.cleanup)
 
     def ready(self) -> bool:
         return self.state.version > 0

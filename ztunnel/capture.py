@@ -15,7 +15,7 @@ import logging
 from pyroute2 import IPRoute
 
 from bpf import checks
-from bpf.loader import Capture, CaptureError, install_local_routing
+from bpf.loader import Capture, CaptureError, install_local_routing, remove_local_routing
 from ztunnel.redirect import plan
 from ztunnel.sockets import ZTUNNEL_MARK
 from ztunnel.state import ProxyState
@@ -73,6 +73,27 @@ class RedirectManager:
                 self.capture.enroll(ip, pod_id)
                 self._enrolled[ip] = pod_id
                 log.info("pod %s enrolled: its new connections go through ztunnel", ip)
+
+
+    def cleanup(self) -> None:
+        """Remove the capture entirely (``ztunnel --cleanup`` on shutdown): pods then talk
+        directly. Without it a stopping ztunnel leaves capture in place, so a restarted one
+        takes over the pinned state and no enrolled pod slips out of the mesh."""
+        for ifname in sorted(set(self._attached.values())):
+            try:
+                self.capture.detach_outbound(ifname)
+            except CaptureError as exc:
+                log.debug("detach from %s: %s", ifname, exc)
+        self._attached.clear()
+        try:
+            self.capture.detach_inbound(self.uplink)
+        except CaptureError as exc:
+            log.debug("detach from %s: %s", self.uplink, exc)
+        remove_local_routing(ZTUNNEL_MARK)
+        self.capture.close()
+        self.capture.remove_pins()
+        self._enrolled.clear()
+        log.info("capture removed on %s (--cleanup)", self.node)
 
 
 def _route_interface(ipr: IPRoute, ip: str) -> str | None:

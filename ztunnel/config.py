@@ -30,6 +30,7 @@ class Config:
     capture: bool = False             # load the tc capture and serve 15001/15006
     bpf_prefix: str = ""              # pin folder under /sys/fs/bpf (default mesh-<node>)
     uplink: str = "eth0"              # the node's interface towards other nodes
+    cleanup: bool = False             # on shutdown remove the capture (default: keep it for a restart)
 
     def __post_init__(self) -> None:
         if not self.node:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -208,3 +209,19 @@ def test_thousands_of_connections_lose_no_bytes_and_leave_no_sockets(capture_lab
     assert str(far["ip"]) not in ss, ss
 
 
+
+
+def test_a_restarted_ztunnel_adopts_the_pinned_state_and_captures_again(capture_lab: Lab) -> None:
+    far = pod(capture_lab, "far")
+    pid_file = Path(f"/run/meshlab/{capture_lab.name}/ztunnel-node1.pid")
+    before = int(pid_file.read_text())
+    os.kill(before, signal.SIGKILL)
+    capture_lab.wait_for("a new ztunnel on node1", lambda: int(pid_file.read_text()) != before, timeout=20)
+    capture_lab.wait_for("the new ztunnel to be ready",
+                         lambda: ztunnel_log(capture_lab, "node1").count("capture ready on node1") >= 2, timeout=20)
+    adopted = re.findall(r"capture ready on node1 \(uplink eth0, (\d+) pods already enrolled\)", ztunnel_log(capture_lab, "node1"))
+    assert int(adopted[-1]) >= 1, adopted  # the enrolled map survived in its pin
+    seen = len(access_lines(capture_lab, "node1", str(far["ip"])))
+    assert client(capture_lab, "far", "hasher.mesh", 3) == f"DONE 3 bad=0 peers={far['ip']}"
+    assert len(access_lines(capture_lab, "node1", str(far["ip"]))) == seen + 3
+    assert pod(capture_lab, "far")["restarts"] == 0
