@@ -186,18 +186,20 @@ int inbound(struct __sk_buff *skb) {
     u32 zero = 0;
     if (!parse(skb, &ip, &tcp))
         return TC_ACT_UNSPEC;  // not counted: the uplink carries everything the node sees
-    u32 daddr = ip->daddr;
-    u32 *id = enrolled.lookup(&daddr);
-    if (!id)
-        return TC_ACT_UNSPEC;  // not for a local enrolled pod
-    u32 pod_id = *id;
     struct mesh_config *cfg = config.lookup(&zero);
     if (!cfg || cfg->mark == 0)
         return TC_ACT_UNSPEC;
+    u32 daddr = ip->daddr;
+    u32 *id = enrolled.lookup(&daddr);
+    u32 pod_id = id ? *id : 0;
+    // Established sockets first, whatever the destination: replies to a connection ztunnel
+    // opened for a pod keep reaching ztunnel after that pod left the mesh, until it ends.
     if (assign_established(skb, ip, tcp, cfg->mark)) {
         count(pod_id, D_ESTABLISHED_ASSIGNED);
         return TC_ACT_OK;
     }
+    if (!id)
+        return TC_ACT_UNSPEC;  // new traffic for a pod that is not a local enrolled one
     if (tcp->syn && !tcp->ack) {
         if (tcp->dest == bpf_htons(cfg->hbone_port)) {
             if (assign_listener(skb, ip, tcp, cfg->hbone_addr, cfg->hbone_port, cfg->mark)) {

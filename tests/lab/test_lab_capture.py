@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -62,6 +63,22 @@ CLIENT_PY = textwrap.dedent("""\
     peers = {p for p, _ in results}
     bad = sum(1 for _, ok in results if not ok)
     print(f"DONE {len(results)} bad={bad} peers={','.join(sorted(peers))}", flush=True)
+    """)
+
+
+HOLD_PY = textwrap.dedent("""\
+    import hashlib, os, socket, sys
+    data = os.urandom(2_000_000)
+    c = socket.create_connection((socket.gethostbyname(sys.argv[1]), 7000), timeout=60)
+    c.sendall(data[:1_000_000])
+    print("HALF", flush=True)
+    sys.stdin.readline()  # the test changes enrolment meanwhile
+    c.sendall(data[1_000_000:]); c.shutdown(socket.SHUT_WR)
+    answer = b""
+    while chunk := c.recv(4096):
+        answer += chunk
+    peer, n, digest = answer.decode().split()
+    print("OK" if int(n) == len(data) and digest == hashlib.sha256(data).hexdigest() else "BAD", peer, flush=True)
     """)
 
 
@@ -123,6 +140,7 @@ def capture_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     scripts = tmp_path_factory.mktemp("capture")
     (scripts / "server.py").write_text(SERVER_PY)
     (scripts / "client.py").write_text(CLIENT_PY)
+    (scripts / "hold.py").write_text(HOLD_PY)
     os.chmod(scripts, 0o755)
     before_net, before_mounts = host_network_snapshot(), mounts()
     name = "mlcap"
@@ -225,3 +243,37 @@ def test_a_restarted_ztunnel_adopts_the_pinned_state_and_captures_again(capture_
     assert client(capture_lab, "far", "hasher.mesh", 3) == f"DONE 3 bad=0 peers={far['ip']}"
     assert len(access_lines(capture_lab, "node1", str(far["ip"]))) == seen + 3
     assert pod(capture_lab, "far")["restarts"] == 0
+
+
+def test_an_open_connection_finishes_through_ztunnel_after_its_pod_leaves_the_mesh(capture_lab: Lab) -> None:
+    ip = str(pod(capture_lab, "outsider")["ip"])
+    enrolled = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: plain\n  labels: {istio.io/dataplane-mode: ambient}\n"
+    capture_lab.run("apply", "-f", "-", input=enrolled)
+    capture_lab.wait_for("outsider to be enrolled", lambda: access_lines(capture_lab, "node1", ip)
+                         if "DONE 1" in client(capture_lab, "outsider", "hasher.mesh", 1) else [])
+    seen = len(access_lines(capture_lab, "node1", ip))
+    holder = subprocess.Popen(
+        [sys.executable, "-m", "meshctl.cli", "lab", "--lab", capture_lab.name, "exec", "plain/outsider", "--",
+         sys.executable, f"{capture_lab.scripts}/hold.py", "hasher.mesh"],  # type: ignore[attr-defined]
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        assert holder.stdout is not None and holder.stdin is not None
+        assert holder.stdout.readline().strip() == "HALF"
+        left = ztunnel_log(capture_lab, "node1").count(f"pod {ip} left the mesh")
+        capture_lab.run("apply", "-f", "-", input="apiVersion: v1\nkind: Namespace\nmetadata: {name: plain}\n")
+        capture_lab.wait_for("outsider to leave the mesh",
+                             lambda: ztunnel_log(capture_lab, "node1").count(f"pod {ip} left the mesh") > left)
+        holder.stdin.write("go\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().split() == ["OK", ip]  # every byte, through ztunnel, real source
+        assert holder.wait(timeout=30) == 0
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+    lines = access_lines(capture_lab, "node1", ip)
+    assert len(lines) == seen + 1 and "bytes_received=2000000" in lines[-1], lines[-1:]
+    # new connections now go direct
+    assert client(capture_lab, "outsider", "hasher.mesh", 2) == f"DONE 2 bad=0 peers={ip}"
+    assert len(access_lines(capture_lab, "node1", ip)) == seen + 1
