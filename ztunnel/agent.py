@@ -30,6 +30,7 @@ log = logging.getLogger("ztunnel")
 
 OUTBOUND_PORT = 15001
 INBOUND_PORT = 15006
+HBONE_PORT = 15008
 
 
 class Agent:
@@ -66,10 +67,19 @@ class Agent:
                 for port, direction in ((OUTBOUND_PORT, "outbound"), (INBOUND_PORT, "inbound")):
                     listener = trio.SocketListener(transparent_listener(port))
                     nursery.start_soon(self.proxy.serve, listener, direction)
+                hbone = trio.SocketListener(transparent_listener(HBONE_PORT))
+                nursery.start_soon(trio.serve_listeners, self._hbone_not_yet, [hbone])
             nursery.start_soon(self._follow)
             log.info("ztunnel on %s: admin on %s:%d, metrics on %s:%d", self.cfg.node,
                      *self.cfg.admin_address, *self.cfg.metrics_address)
             task_status.started()
+
+    async def _hbone_not_yet(self, stream: trio.SocketStream) -> None:
+        """Until HBONE exists (issue 6) a connection to 15008 is closed at once, with a log line,
+        instead of its SYN being dropped by the capture."""
+        async with stream:
+            peer = stream.socket.getpeername()
+            log.warning("HBONE connection from %s:%d closed: HBONE is not implemented yet", *peer[:2])
 
     async def _cleanup_on_exit(self) -> None:
         try:
