@@ -253,19 +253,7 @@ def create_pod_network(
     create_netns(netns_name)
     host_if = pod_host_veth(uid)
     try:
-        with netns_route(node.netns) as ns, netns_fd(netns_name) as peer_ns:
-            ns.link("add", ifname=host_if, kind="veth", peer={"ifname": POD_IFACE, "net_ns_fd": peer_ns})
-            idx = ns.link_lookup(ifname=host_if)[0]
-            ns.addr("add", index=idx, address=node.gateway_ip, prefixlen=32)
-            ns.link("set", index=idx, state="up")
-            ns.route("add", dst=f"{ip}/32", oif=idx, scope=RT_SCOPE_LINK)
-        with netns_route(netns_name) as ns:
-            idx = ns.link_lookup(ifname=POD_IFACE)[0]
-            ns.addr("add", index=idx, address=ip, prefixlen=32)
-            ns.link("set", index=idx, state="up")
-            ns.route("add", dst=f"{node.gateway_ip}/32", oif=idx, scope=RT_SCOPE_LINK)
-            ns.route("add", dst="0.0.0.0/0", gateway=node.gateway_ip, oif=idx)
-        sysctl(node.netns, f"net.ipv4.conf.{host_if}.rp_filter", "0")
+        wire_pod(node.netns, netns_name, host_if, ip, node.gateway_ip)
     except Exception:
         remove_netns(netns_name)
         raise
@@ -283,6 +271,25 @@ def create_pod_network(
         f"{ip}\t{hostname}\n"
     )
     return host_if
+
+
+def wire_pod(node_netns: str, pod_netns: str, host_if: str, ip: str, gateway_ip: str) -> None:
+    """Put namespace ``pod_netns`` behind a veth to ``node_netns``: the pod gets ``ip``/32 on
+    ``eth0`` with an on-link route to the gateway and a default route through it; the node side
+    (``host_if``) carries the gateway address and a /32 route to the pod, rp_filter off."""
+    with netns_route(node_netns) as ns, netns_fd(pod_netns) as peer_ns:
+        ns.link("add", ifname=host_if, kind="veth", peer={"ifname": POD_IFACE, "net_ns_fd": peer_ns})
+        idx = ns.link_lookup(ifname=host_if)[0]
+        ns.addr("add", index=idx, address=gateway_ip, prefixlen=32)
+        ns.link("set", index=idx, state="up")
+        ns.route("add", dst=f"{ip}/32", oif=idx, scope=RT_SCOPE_LINK)
+    with netns_route(pod_netns) as ns:
+        idx = ns.link_lookup(ifname=POD_IFACE)[0]
+        ns.addr("add", index=idx, address=ip, prefixlen=32)
+        ns.link("set", index=idx, state="up")
+        ns.route("add", dst=f"{gateway_ip}/32", oif=idx, scope=RT_SCOPE_LINK)
+        ns.route("add", dst="0.0.0.0/0", gateway=gateway_ip, oif=idx)
+    sysctl(node_netns, f"net.ipv4.conf.{host_if}.rp_filter", "0")
 
 
 def load_nft(name: str, script: str) -> None:

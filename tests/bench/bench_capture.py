@@ -133,19 +133,7 @@ _T0 = time.monotonic()
 
 def _pod(name: str, veth: str, ip: str) -> None:
     netlab.create_netns(name)
-    with netlab.netns_route(NODE) as node, netlab.netns_fd(name) as peer:
-        node.link("add", ifname=veth, kind="veth", peer={"ifname": "eth0", "net_ns_fd": peer})
-        idx = node.link_lookup(ifname=veth)[0]
-        node.addr("add", index=idx, address=GATEWAY, prefixlen=32)
-        node.link("set", index=idx, state="up")
-        node.route("add", dst=f"{ip}/32", oif=idx, scope=netlab.RT_SCOPE_LINK)
-    with netlab.netns_route(name) as pod:
-        idx = pod.link_lookup(ifname="eth0")[0]
-        pod.addr("add", index=idx, address=ip, prefixlen=32)
-        pod.link("set", index=idx, state="up")
-        pod.route("add", dst=f"{GATEWAY}/32", oif=idx, scope=netlab.RT_SCOPE_LINK)
-        pod.route("add", dst="0.0.0.0/0", gateway=GATEWAY, oif=idx)
-    netlab.sysctl(NODE, f"net.ipv4.conf.{veth}.rp_filter", "0")
+    netlab.wire_pod(NODE, name, veth, ip, GATEWAY)
     for key, value in (("net.ipv6.conf.all.disable_ipv6", "1"),
                        ("net.ipv4.ip_local_port_range", "1024 65000"),
                        ("net.ipv4.tcp_tw_reuse", "1")):

@@ -94,18 +94,7 @@ def topology() -> Iterator[Topology]:
         for name in (t.node, t.client, t.server):
             netlab.create_netns(name)
         for pod, ip, host_if in ((t.client, CLIENT_IP, "vc"), (t.server, SERVER_IP, "vs")):
-            with netlab.netns_route(t.node) as ns, netlab.netns_fd(pod) as peer_fd:
-                ns.link("add", ifname=host_if, kind="veth", peer={"ifname": "eth0", "net_ns_fd": peer_fd})
-                idx = ns.link_lookup(ifname=host_if)[0]
-                ns.addr("add", index=idx, address=GATEWAY, prefixlen=32)
-                ns.link("set", index=idx, state="up")
-                ns.route("add", dst=f"{ip}/32", oif=idx, scope=netlab.RT_SCOPE_LINK)
-            with netlab.netns_route(pod) as ns:
-                idx = ns.link_lookup(ifname="eth0")[0]
-                ns.addr("add", index=idx, address=ip, prefixlen=32)
-                ns.link("set", index=idx, state="up")
-                ns.route("add", dst=f"{GATEWAY}/32", oif=idx, scope=netlab.RT_SCOPE_LINK)
-                ns.route("add", dst="0.0.0.0/0", gateway=GATEWAY, oif=idx)
+            netlab.wire_pod(t.node, pod, host_if, ip, GATEWAY)
         for key in ("net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter"):
             netlab.sysctl(t.node, key, "1" if key.endswith("forward") else "0")
         netlab.load_nft(t.node, NFT)
