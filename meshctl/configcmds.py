@@ -21,6 +21,7 @@ from controlplane.api.client import Stub
 from controlplane.k8s.loader import ALL_KINDS, load_documents
 from meshctl.lab.config import DEFAULT_LAB_NAME, LabConfig
 from meshctl.lab.files import read_documents
+from meshctl.lab.kubelet import controlplane_target
 
 
 def default_target() -> str:
@@ -28,7 +29,7 @@ def default_target() -> str:
     env = os.environ.get("MESH_CONTROLPLANE")
     if env:
         return env
-    return f"unix://{LabConfig(name=os.environ.get('MESHLAB_NAME', DEFAULT_LAB_NAME)).state_dir / 'controlplane.sock'}"
+    return controlplane_target(LabConfig(name=os.environ.get("MESHLAB_NAME", DEFAULT_LAB_NAME)))
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

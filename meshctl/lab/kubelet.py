@@ -16,7 +16,6 @@ import logging
 import os
 import secrets
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -241,13 +240,3 @@ def _resource_name(obj: object) -> str:
 def _order(name: str) -> int:
     kind = name.split("/")[1]
     return APPLY_ORDER.index(kind) if kind in APPLY_ORDER else len(APPLY_ORDER)
-
-
-def wait_for_socket(cfg: LabConfig, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not controlplane_socket(cfg).exists():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the lab's control plane socket {controlplane_socket(cfg)} did not appear")
-        time.sleep(0.05)
-
-
