@@ -44,8 +44,7 @@ def decide(
 ) -> Decision:
     """Where a captured connection goes. A Service VIP is balanced by ztunnel itself over the
     service's healthy endpoints (random, as Istio's ztunnel), to the endpoint's target port."""
-    by_ip = {ip: w for w in state.workloads.values() for ip in w.addresses}
-    source = by_ip.get(client[0])
+    source = state.by_ip.get(client[0])
     service = state.services.get(original[0])
     if service is not None:
         endpoints = state.endpoints(service, original[1])
@@ -53,7 +52,7 @@ def decide(
             return Decision(None, client[0], source, None, direction, service.key)
         w, port = endpoints[choose(len(endpoints))]
         return Decision((w.addresses[0], port), client[0], source, w, direction, service.key)
-    return Decision(original, client[0], source, by_ip.get(original[0]), direction)
+    return Decision(original, client[0], source, state.by_ip.get(original[0]), direction)
 
 
 class Proxy:

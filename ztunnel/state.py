@@ -54,6 +54,14 @@ class ProxyState:
     workloads: Mapping[str, Workload]
     trust_roots: tuple[bytes, ...]
     services: Mapping[str, Service] = field(default_factory=dict)  # by VIP
+    by_ip: Mapping[str, Workload] = field(default_factory=dict)  # every workload address
+
+    @classmethod
+    def build(cls, version: int, workloads: Mapping[str, Workload], trust_roots: tuple[bytes, ...],
+              services: Mapping[str, Service]) -> ProxyState:
+        """A snapshot with its address index built once (the data path looks up per connection)."""
+        by_ip = {ip: w for w in workloads.values() for ip in w.addresses}
+        return cls(version, workloads, trust_roots, services, by_ip)
 
     def endpoints(self, service: Service, port: int) -> list[tuple[Workload, int]]:
         """Healthy workloads behind ``service`` with the target port for ``port``."""
@@ -103,4 +111,4 @@ def from_resources(version: int, resources: Mapping[str, pb.Resource]) -> ProxyS
                 services[vip] = entry
         elif kind == "trust_bundle":
             roots = tuple(p.encode() for p in res.trust_bundle.roots_pem)
-    return ProxyState(version, workloads, roots, services)
+    return ProxyState.build(version, workloads, roots, services)
