@@ -6,7 +6,8 @@ bytes keyed by resource name:
 - ``kubelet``: the Kubernetes objects the lab's kubelet runs (``kube/<kind>/<ns>/<name>``);
 - ``ztunnel``: workloads and services (``workload/<uid>``, ``service/<ns>/<hostname>``) and
   authorization policies (``authz/<ns>/<name>``). Istio sends every ztunnel the whole mesh's
-  addresses and policies (no per-node scoping); so do we;
+  addresses and policies (no per-node scoping); so do we. Each workload carries its effective
+  PeerAuthentication mode (:func:`effective_mtls`);
 - ``waypoint/<ns>/<name>``: routes and destination policies of the services bound to that
   waypoint (a waypoint also gets the ``ztunnel`` view, for endpoints and policies).
 
@@ -17,8 +18,10 @@ an unchanged resource keeps the very same bytes object and diffs are cheap. Pure
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from controlplane.api import mesh_pb2 as pb
@@ -35,6 +38,14 @@ USE_WAYPOINT = "istio.io/use-waypoint"
 USE_WAYPOINT_NAMESPACE = "istio.io/use-waypoint-namespace"
 WAYPOINT_FOR = "istio.io/waypoint-for"
 WAYPOINT_CLASS = "istio-waypoint"
+STRICT = "STRICT"
+PERMISSIVE = "PERMISSIVE"
+# Kinds a workload resource depends on, per namespace (its own and the root namespace).
+WORKLOAD_DEPENDENCIES = ("Service", "AuthorizationPolicy", "PeerAuthentication", "Namespace",
+                         "gateway.networking.k8s.io/Gateway")
+
+Age = tuple[float, int, str]
+"""Sorts oldest first: (creationTimestamp, first seen at revision when it has none, name)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +63,9 @@ class Index:
     )
     _cache: dict[str, tuple[Any, bytes]] = field(default_factory=dict)
     _touched: set[str] = field(default_factory=set)
+    # the store revision at which each PeerAuthentication was first seen: its age when the
+    # document has no metadata.creationTimestamp
+    _born: dict[ObjectKey, int] = field(default_factory=dict)
 
     def build(self, store: StoreSnapshot) -> Snapshot:
         self._touched = set()
@@ -127,31 +141,40 @@ class Index:
     # --- workloads -----------------------------------------------------------------------
 
     def _workloads(
-        self, store: StoreSnapshot, out: dict[str, bytes], fp: Mapping[str, int],
+        self, store: StoreSnapshot, out: dict[str, bytes], fp: Mapping[str, tuple[int, int]],
         waypoints: Mapping[tuple[str, str], Any],
     ) -> None:
         by_ns: dict[str, list[StoredObject]] = {}
         policies: dict[str, list[StoredObject]] = {}
+        peer_authns: dict[str, list[tuple[Age, Any]]] = {}
         namespaces: dict[str, Any] = {}
         for key, stored in store.objects.items():
             if key[0] == "Service":
                 by_ns.setdefault(key[1], []).append(stored)
             elif key[0] == "AuthorizationPolicy":
                 policies.setdefault(key[1], []).append(stored)
+            elif key[0] == "PeerAuthentication":
+                born = self._born.setdefault(key, stored.revision)
+                peer_authns.setdefault(key[1], []).append((_age(stored, born), stored.obj))
             elif key[0] == "Namespace":
                 namespaces[key[2]] = stored.obj
-        root_fp = fp.get(ROOT_NAMESPACE, 0)
+        for key in [k for k in self._born if k not in store.objects]:
+            del self._born[key]
+        root_fp = fp.get(ROOT_NAMESPACE)
         for pod in store.pods.values():
             if not pod.ip:
                 continue
             name = f"workload/{pod.uid}"
-            fingerprint = (pod, fp.get(pod.namespace, 0), root_fp)
+            # every object of these kinds in the pod's and the root namespace is covered
+            fingerprint = (pod, fp.get(pod.namespace), root_fp)
             ns_obj = namespaces.get(pod.namespace)
 
             def make(pod: ReportedPod = pod, name: str = name, ns_obj: Any = ns_obj) -> pb.Resource:
+                root = pod.namespace != ROOT_NAMESPACE
                 return pb.Resource(name=name, address=pb.Address(workload=_workload(
                     pod, ns_obj, by_ns.get(pod.namespace, []),
-                    policies.get(pod.namespace, []) + (policies.get(ROOT_NAMESPACE, []) if pod.namespace != ROOT_NAMESPACE else []),
+                    policies.get(pod.namespace, []) + (policies.get(ROOT_NAMESPACE, []) if root else []),
+                    peer_authns.get(pod.namespace, []) + (peer_authns.get(ROOT_NAMESPACE, []) if root else []),
                     waypoints, store,
                 )))
 
@@ -160,7 +183,7 @@ class Index:
 
 def _workload(
     pod: ReportedPod, ns_obj: Any, services: Iterable[StoredObject], policies: Iterable[StoredObject],
-    waypoints: Mapping[tuple[str, str], Any], store: StoreSnapshot,
+    peer_authns: Iterable[tuple[Age, Any]], waypoints: Mapping[tuple[str, str], Any], store: StoreSnapshot,
 ) -> pb.Workload:
     ns_labels: Mapping[str, str] = ns_obj.meta.labels if ns_obj is not None else {}
     labels = pod.labels
@@ -179,10 +202,13 @@ def _workload(
     selected = []
     for stored in policies:
         pol = stored.obj
+        if pol.target_refs or pol.action == "CUSTOM":
+            continue  # not sent to ztunnels (see translate.convert)
         selector = getattr(pol, "selector", None)
         match_labels = getattr(selector, "match_labels", selector) if selector is not None else None
         if match_labels and all(labels.get(k) == v for k, v in match_labels.items()):
             selected.append(f"{pol.meta.namespace}/{pol.meta.name}")
+    mode, ports = effective_mtls(pod.namespace, labels, peer_authns)
     workload_name = pod.owner or pod.name
     return pb.Workload(
         uid=pod.uid, name=pod.name, namespace=pod.namespace, addresses=[_ip_bytes(pod.ip)],
@@ -195,7 +221,71 @@ def _workload(
         canonical_name=_first(labels, ("service.istio.io/canonical-name", "app.kubernetes.io/name", "app"), workload_name),
         canonical_revision=_first(labels, ("service.istio.io/canonical-revision", "app.kubernetes.io/version", "version"), "latest"),
         cluster_id=CLUSTER_ID, authorization_policies=sorted(selected),
+        mtls_mode=_MTLS_WIRE[mode], port_mtls={port: _MTLS_WIRE[m] for port, m in ports.items()},
     )
+
+
+_MTLS_WIRE = {STRICT: pb.MTLS_STRICT, PERMISSIVE: pb.MTLS_PERMISSIVE}
+
+
+def effective_mtls(
+    namespace: str, labels: Mapping[str, str], peer_authns: Iterable[tuple[Age, Any]],
+) -> tuple[str, dict[int, str]]:
+    """A workload's PeerAuthentication mode and its port overrides, as Istio computes them:
+    the oldest PeerAuthentication selecting the workload in its namespace > the oldest
+    namespace-wide one > the oldest mesh-wide one (root namespace, no selector) > PERMISSIVE.
+    UNSET inherits from the scope above; a port-level mode on the selecting policy overrides
+    the workload's mode for that workload port (UNSET inherits). ``peer_authns``: the
+    PeerAuthentications of the workload's namespace and of the root namespace, with their age.
+
+    DISABLE counts as PERMISSIVE: in ambient mode ztunnel cannot turn mTLS off for mesh traffic
+    (HBONE is always mTLS), it can only accept plaintext as well, which is what PERMISSIVE means
+    to it (istio.io, docs/ambient/usage/l4-policy: DISABLE "will be ignored"). Selector policies
+    in the root namespace are not used, as in istiod's ambient index
+    (pilot/pkg/serviceregistry/kube/controller/ambient/authorization.go)."""
+    mesh: tuple[Age, Any] | None = None
+    scoped: tuple[Age, Any] | None = None
+    selecting: tuple[Age, Any] | None = None
+    for age, pa in peer_authns:
+        ns = pa.meta.namespace
+        if not pa.selector:
+            if ns == ROOT_NAMESPACE and (mesh is None or age < mesh[0]):
+                mesh = (age, pa)
+            elif ns == namespace and ns != ROOT_NAMESPACE and (scoped is None or age < scoped[0]):
+                scoped = (age, pa)
+        elif ns == namespace and ns != ROOT_NAMESPACE and all(labels.get(k) == v for k, v in pa.selector.items()):
+            if selecting is None or age < selecting[0]:
+                selecting = (age, pa)
+    mode = PERMISSIVE
+    for chosen in (mesh, scoped, selecting):
+        if chosen is not None and chosen[1].mtls_mode != "UNSET":
+            mode = STRICT if chosen[1].mtls_mode == STRICT else PERMISSIVE
+    ports: dict[int, str] = {}
+    if selecting is not None:
+        for port, port_mode in selecting[1].port_level_mtls.items():
+            if port_mode == "UNSET":
+                continue
+            effective = STRICT if port_mode == STRICT else PERMISSIVE
+            if effective != mode:
+                ports[int(port)] = effective
+    return mode, ports
+
+
+def _age(stored: StoredObject, born: int) -> Age:
+    """Istio picks the oldest policy by metadata.creationTimestamp, then by name. Our store does
+    not stamp one, so objects without it come after those with one, ordered by when the index
+    first saw them."""
+    metadata = stored.document.get("metadata")
+    created = metadata.get("creationTimestamp") if isinstance(metadata, Mapping) else None
+    when = math.inf
+    if isinstance(created, datetime):
+        when = created.timestamp()
+    elif isinstance(created, str):
+        try:
+            when = datetime.fromisoformat(created).timestamp()
+        except ValueError:
+            pass  # not a timestamp: ordered as if it had none
+    return (when, born if when == math.inf else 0, str(stored.obj.meta.name))
 
 
 def enrolled(pod_labels: Mapping[str, str], ns_labels: Mapping[str, str]) -> bool:
@@ -234,13 +324,15 @@ def protocol_from_port_name(name: str) -> str:
     return known.get(prefix, "")
 
 
-def _namespace_fingerprints(objects: Mapping[ObjectKey, StoredObject]) -> dict[str, int]:
-    """Per namespace, the newest revision among the objects workloads depend on."""
-    fp: dict[str, int] = {}
+def _namespace_fingerprints(objects: Mapping[ObjectKey, StoredObject]) -> dict[str, tuple[int, int]]:
+    """Per namespace, (newest revision, count) of the objects workloads depend on: a creation or
+    an update raises the newest revision, a deletion lowers the count."""
+    fp: dict[str, tuple[int, int]] = {}
     for key, stored in objects.items():
-        if key[0] in ("Service", "AuthorizationPolicy", "Namespace", "gateway.networking.k8s.io/Gateway"):
+        if key[0] in WORKLOAD_DEPENDENCIES:
             ns = key[2] if key[0] == "Namespace" else key[1]
-            fp[ns] = max(fp.get(ns, 0), stored.revision)
+            newest, count = fp.get(ns, (0, 0))
+            fp[ns] = (max(newest, stored.revision), count + 1)
     return fp
 
 

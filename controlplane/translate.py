@@ -5,6 +5,9 @@
   others NAMESPACE). Policies with ``targetRef(s)`` bind to a waypoint or service and go to the
   waypoint views instead, as Istio applies them there. CUSTOM policies are not supported yet and
   are left out (a ztunnel would otherwise allow what an external authorizer might deny).
+  HTTP-only attributes are kept (waypoints use them); ztunnel decides what they mean at L4
+  (``ztunnel/policy.py``). As in Istio's ambient mode, ``remoteIpBlocks``, ``remote.ip`` and
+  ``when`` keys other than source.ip/namespace/principal and destination.ip/port are HTTP-only.
 - ``VirtualService`` (``gateways`` empty or containing ``mesh``) and Gateway API ``HTTPRoute``
   (parent: the Service, or the waypoint) → a ``RouteConfig`` per service host bound to a
   waypoint, in the waypoint's view; ``DestinationRule`` → ``DestinationPolicy`` there too.
@@ -21,8 +24,10 @@ from controlplane.index import CLUSTER_DOMAIN, ROOT_NAMESPACE, Index, _waypoint_
 from controlplane.store import StoredObject, StoreSnapshot
 
 GATEWAY_API = "gateway.networking.k8s.io"
+# The `when` keys ztunnel evaluates (Istio's l4WhenAttributes, pilot/pkg/serviceregistry/kube/
+# controller/ambient/authorization.go); every other key needs a waypoint.
 L4_CONDITION_KEYS = ("source.ip", "source.namespace", "source.principal", "destination.ip",
-                     "destination.port", "remote.ip")
+                     "destination.port")
 
 
 # --- names ------------------------------------------------------------------------------
@@ -50,12 +55,13 @@ def host_matches(pattern: str, host: str) -> bool:
 
 
 def _string_match(value: str) -> pb.StringMatch:
+    """Istio's order: ``*`` presence, ``*x`` suffix, ``x*`` prefix, else exact."""
     if value == "*":
         return pb.StringMatch(presence=pb.Empty())
-    if value.endswith("*"):
-        return pb.StringMatch(prefix=value[:-1])
     if value.startswith("*"):
         return pb.StringMatch(suffix=value[1:])
+    if value.endswith("*"):
+        return pb.StringMatch(prefix=value[:-1])
     return pb.StringMatch(exact=value)
 
 
@@ -66,6 +72,13 @@ def _cidr(text: str) -> pb.Cidr:
 
 def _ports(values: Iterable[str]) -> list[int]:
     return [int(v) for v in values if str(v).isdigit()]
+
+
+def _service_account(value: str, namespace: str) -> pb.StringMatch:
+    """``serviceAccounts`` entry ``sa`` (the policy's namespace) or ``ns/sa``, any trust domain:
+    a principal suffix, as principals are ``<trust domain>/ns/<ns>/sa/<sa>``."""
+    ns, _, sa = value.rpartition("/")
+    return pb.StringMatch(suffix=f"/ns/{ns or namespace}/sa/{sa}")
 
 
 def authorization(pol: Any) -> pb.Authorization:
@@ -84,18 +97,24 @@ def authorization(pol: Any) -> pb.Authorization:
         if rule.from_:
             matches = []
             for src in rule.from_:
-                principals = [*src.principals, *(f"*/sa/{sa}" for sa in getattr(src, "service_accounts", ()))]
+                # serviceAccounts cannot be combined with principals (validation), so one
+                # principals list holds either kind
                 m = pb.Match(
-                    principals=[_string_match(p) for p in principals],
-                    not_principals=[_string_match(p) for p in src.not_principals],
+                    principals=[*(_string_match(p) for p in src.principals),
+                                *(_service_account(sa, ns) for sa in src.service_accounts)],
+                    not_principals=[*(_string_match(p) for p in src.not_principals),
+                                    *(_service_account(sa, ns) for sa in src.not_service_accounts)],
                     namespaces=[_string_match(n) for n in src.namespaces],
                     not_namespaces=[_string_match(n) for n in src.not_namespaces],
-                    source_ips=[_cidr(c) for c in (*src.ip_blocks, *src.remote_ip_blocks)],
-                    not_source_ips=[_cidr(c) for c in (*src.not_ip_blocks, *src.not_remote_ip_blocks)],
+                    source_ips=[_cidr(c) for c in src.ip_blocks],
+                    not_source_ips=[_cidr(c) for c in src.not_ip_blocks],
+                    remote_ips=[_cidr(c) for c in src.remote_ip_blocks],
+                    not_remote_ips=[_cidr(c) for c in src.not_remote_ip_blocks],
                     request_principals=[_string_match(p) for p in src.request_principals],
                     not_request_principals=[_string_match(p) for p in src.not_request_principals],
                 )
-                has_l7 |= bool(src.request_principals or src.not_request_principals)
+                has_l7 |= bool(src.request_principals or src.not_request_principals
+                               or src.remote_ip_blocks or src.not_remote_ip_blocks)
                 matches.append(m)
             clauses.append(pb.Clause(matches=matches))
         if rule.to:
@@ -121,8 +140,10 @@ def authorization(pol: Any) -> pb.Authorization:
 
 def _condition(cond: Any) -> pb.Match:
     key, values, not_values = cond.key, list(cond.values), list(cond.not_values)
-    if key in ("source.ip", "remote.ip"):
+    if key == "source.ip":
         return pb.Match(source_ips=[_cidr(v) for v in values], not_source_ips=[_cidr(v) for v in not_values])
+    if key == "remote.ip":
+        return pb.Match(remote_ips=[_cidr(v) for v in values], not_remote_ips=[_cidr(v) for v in not_values])
     if key == "destination.ip":
         return pb.Match(destination_ips=[_cidr(v) for v in values], not_destination_ips=[_cidr(v) for v in not_values])
     if key == "destination.port":

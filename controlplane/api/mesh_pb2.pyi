@@ -17,6 +17,11 @@ class WorkloadStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     HEALTHY: _ClassVar[WorkloadStatus]
     UNHEALTHY: _ClassVar[WorkloadStatus]
 
+class MtlsMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MTLS_PERMISSIVE: _ClassVar[MtlsMode]
+    MTLS_STRICT: _ClassVar[MtlsMode]
+
 class Scope(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     GLOBAL: _ClassVar[Scope]
@@ -38,6 +43,8 @@ TUNNEL_NONE: TunnelProtocol
 HBONE: TunnelProtocol
 HEALTHY: WorkloadStatus
 UNHEALTHY: WorkloadStatus
+MTLS_PERMISSIVE: MtlsMode
+MTLS_STRICT: MtlsMode
 GLOBAL: Scope
 NAMESPACE: Scope
 WORKLOAD_SELECTOR: Scope
@@ -75,7 +82,7 @@ class PortList(_message.Message):
     def __init__(self, ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ...) -> None: ...
 
 class Workload(_message.Message):
-    __slots__ = ("uid", "name", "namespace", "addresses", "node", "service_account", "trust_domain", "labels", "tunnel_protocol", "waypoint", "status", "services", "workload_name", "canonical_name", "canonical_revision", "cluster_id", "authorization_policies")
+    __slots__ = ("uid", "name", "namespace", "addresses", "node", "service_account", "trust_domain", "labels", "tunnel_protocol", "waypoint", "status", "services", "workload_name", "canonical_name", "canonical_revision", "cluster_id", "authorization_policies", "mtls_mode", "port_mtls")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -90,6 +97,13 @@ class Workload(_message.Message):
         key: str
         value: PortList
         def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[PortList, _Mapping]] = ...) -> None: ...
+    class PortMtlsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: int
+        value: MtlsMode
+        def __init__(self, key: _Optional[int] = ..., value: _Optional[_Union[MtlsMode, str]] = ...) -> None: ...
     UID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +121,8 @@ class Workload(_message.Message):
     CANONICAL_REVISION_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     AUTHORIZATION_POLICIES_FIELD_NUMBER: _ClassVar[int]
+    MTLS_MODE_FIELD_NUMBER: _ClassVar[int]
+    PORT_MTLS_FIELD_NUMBER: _ClassVar[int]
     uid: str
     name: str
     namespace: str
@@ -124,7 +140,9 @@ class Workload(_message.Message):
     canonical_revision: str
     cluster_id: str
     authorization_policies: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, uid: _Optional[str] = ..., name: _Optional[str] = ..., namespace: _Optional[str] = ..., addresses: _Optional[_Iterable[bytes]] = ..., node: _Optional[str] = ..., service_account: _Optional[str] = ..., trust_domain: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., tunnel_protocol: _Optional[_Union[TunnelProtocol, str]] = ..., waypoint: _Optional[_Union[GatewayAddress, _Mapping]] = ..., status: _Optional[_Union[WorkloadStatus, str]] = ..., services: _Optional[_Mapping[str, PortList]] = ..., workload_name: _Optional[str] = ..., canonical_name: _Optional[str] = ..., canonical_revision: _Optional[str] = ..., cluster_id: _Optional[str] = ..., authorization_policies: _Optional[_Iterable[str]] = ...) -> None: ...
+    mtls_mode: MtlsMode
+    port_mtls: _containers.ScalarMap[int, MtlsMode]
+    def __init__(self, uid: _Optional[str] = ..., name: _Optional[str] = ..., namespace: _Optional[str] = ..., addresses: _Optional[_Iterable[bytes]] = ..., node: _Optional[str] = ..., service_account: _Optional[str] = ..., trust_domain: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., tunnel_protocol: _Optional[_Union[TunnelProtocol, str]] = ..., waypoint: _Optional[_Union[GatewayAddress, _Mapping]] = ..., status: _Optional[_Union[WorkloadStatus, str]] = ..., services: _Optional[_Mapping[str, PortList]] = ..., workload_name: _Optional[str] = ..., canonical_name: _Optional[str] = ..., canonical_revision: _Optional[str] = ..., cluster_id: _Optional[str] = ..., authorization_policies: _Optional[_Iterable[str]] = ..., mtls_mode: _Optional[_Union[MtlsMode, str]] = ..., port_mtls: _Optional[_Mapping[int, MtlsMode]] = ...) -> None: ...
 
 class ServicePort(_message.Message):
     __slots__ = ("service_port", "target_port", "target_port_name", "name", "app_protocol")
@@ -198,7 +216,7 @@ class Cidr(_message.Message):
     def __init__(self, address: _Optional[bytes] = ..., length: _Optional[int] = ...) -> None: ...
 
 class Match(_message.Message):
-    __slots__ = ("namespaces", "not_namespaces", "principals", "not_principals", "source_ips", "not_source_ips", "destination_ips", "not_destination_ips", "destination_ports", "not_destination_ports", "request_principals", "not_request_principals", "hosts", "not_hosts", "methods", "not_methods", "paths", "not_paths", "conditions")
+    __slots__ = ("namespaces", "not_namespaces", "principals", "not_principals", "source_ips", "not_source_ips", "destination_ips", "not_destination_ips", "destination_ports", "not_destination_ports", "request_principals", "not_request_principals", "hosts", "not_hosts", "methods", "not_methods", "paths", "not_paths", "conditions", "remote_ips", "not_remote_ips")
     NAMESPACES_FIELD_NUMBER: _ClassVar[int]
     NOT_NAMESPACES_FIELD_NUMBER: _ClassVar[int]
     PRINCIPALS_FIELD_NUMBER: _ClassVar[int]
@@ -218,6 +236,8 @@ class Match(_message.Message):
     PATHS_FIELD_NUMBER: _ClassVar[int]
     NOT_PATHS_FIELD_NUMBER: _ClassVar[int]
     CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_IPS_FIELD_NUMBER: _ClassVar[int]
+    NOT_REMOTE_IPS_FIELD_NUMBER: _ClassVar[int]
     namespaces: _containers.RepeatedCompositeFieldContainer[StringMatch]
     not_namespaces: _containers.RepeatedCompositeFieldContainer[StringMatch]
     principals: _containers.RepeatedCompositeFieldContainer[StringMatch]
@@ -237,7 +257,9 @@ class Match(_message.Message):
     paths: _containers.RepeatedCompositeFieldContainer[StringMatch]
     not_paths: _containers.RepeatedCompositeFieldContainer[StringMatch]
     conditions: _containers.RepeatedCompositeFieldContainer[Condition]
-    def __init__(self, namespaces: _Optional[_Iterable[_Union[StringMatch, _Mapping]]] = ..., not_namespaces: _Optional[_Iterable[_Union[StringMatch, _Mapping]]] = ..., principals: _Optional[_Iterable[_Union[StringMatch, _Mapping]]] = ..., not_principals: _Optional[_Iterable[_Union[StringMatch, _Mapping]]] = ..., source_ips: _Optional[_Iterable[_Union[Cidr, _Mapping]]] = ..., not_source_ips: _Optional[_Iterable[_Union[Cidr, _Mapping]]] = ..., destination_ips: _Optional[_Iterable[_Union[Cidr, _Mapping]]] = ..., not_destination_ips: _Optional[_Iterable[_Union[Cidr, _Mapping]]] = ..., destination_ports: _Optional[_Iterable[int]] = ..., not_destination_ports: _Optional[_Iterable[int]] = ..., request_principals: _Optional[_Iterable[_Union[StringMatch, _Mapping]]] = ..., not_request_principals: _Optional[_Iterable[_Union[StringMatch, _Mapping]]] = ..., hosts: _Optional[_Iterable[_Union[StringMatch, _Mapping]]] = ..., not_hosts: _Optional[_Iterable[_Union[StringMatch, _Mapping]]] = ..., methods: _Optional[_Iterable[_Union[StringMatch, _Mapping]]] = ..., not_methods: _Optional[_Iterable[_Union[StringMatch, _Mapping]]] = ..., paths: _Optional[_Iterable[_Union[StringMatch, _Mapping]]] = ..., not_paths: _Optional[_Iterable[_Union[StringMatch, _Mapping]]] = ..., conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ...) -> None: ...
+    remote_ips: _containers.RepeatedCompositeFieldContainer[Cidr]
+    not_remote_ips: _containers.RepeatedCompositeFieldContainer[Cidr]
+    def __init__(self, namespaces: _Optional[_Iterable[_Union[StringMatch, _Mapping]]] = ..., not_namespaces: _Optional[_Iterable[_Union[StringMatch, _Mapping]]] = ..., principals: _Optional[_Iterable[_Union[StringMatch, _Mapping]]] = ..., not_principals: _Optional[_Iterable[_Union[StringMatch, _Mapping]]] = ..., source_ips: _Optional[_Iterable[_Union[Cidr, _Mapping]]] = ..., not_source_ips: _Optional[_Iterable[_Union[Cidr, _Mapping]]] = ..., destination_ips: _Optional[_Iterable[_Union[Cidr, _Mapping]]] = ..., not_destination_ips: _Optional[_Iterable[_Union[Cidr, _Mapping]]] = ..., destination_ports: _Optional[_Iterable[int]] = ..., not_destination_ports: _Optional[_Iterable[int]] = ..., request_principals: _Optional[_Iterable[_Union[StringMatch, _Mapping]]] = ..., not_request_principals: _Optional[_Iterable[_Union[StringMatch, _Mapping]]] = ..., hosts: _Optional[_Iterable[_Union[StringMatch, _Mapping]]] = ..., not_hosts: _Optional[_Iterable[_Union[StringMatch, _Mapping]]] = ..., methods: _Optional[_Iterable[_Union[StringMatch, _Mapping]]] = ..., not_methods: _Optional[_Iterable[_Union[StringMatch, _Mapping]]] = ..., paths: _Optional[_Iterable[_Union[StringMatch, _Mapping]]] = ..., not_paths: _Optional[_Iterable[_Union[StringMatch, _Mapping]]] = ..., conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ..., remote_ips: _Optional[_Iterable[_Union[Cidr, _Mapping]]] = ..., not_remote_ips: _Optional[_Iterable[_Union[Cidr, _Mapping]]] = ...) -> None: ...
 
 class Condition(_message.Message):
     __slots__ = ("key", "values", "not_values")

@@ -14,7 +14,7 @@ IO_LIBRARIES = {"trio", "socket", "grpc", "bcc", "pyroute2", "asyncio", "subproc
 SANS_IO = [
     "controlplane/k8s", "controlplane/istio", "controlplane/index.py", "controlplane/push.py",
     "controlplane/translate.py", "controlplane/store.py", "meshctl/lab/cluster.py",
-    "meshctl/lab/kubeproxy.py", "meshctl/lab/naming.py", "ztunnel/state.py",
+    "meshctl/lab/kubeproxy.py", "meshctl/lab/naming.py", "ztunnel/state.py", "ztunnel/policy.py",
     "ztunnel/identity_core.py", "controlplane/ca/identity.py", "controlplane/ca/csr.py",
     "controlplane/ca/signer.py",
 ]
