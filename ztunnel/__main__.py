@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--uplink", default="eth0", help="the node's interface towards other nodes")
     parser.add_argument("--cleanup", action="store_true",
                         help="remove the capture on shutdown (default: keep it so a restarted ztunnel takes over)")
+    parser.add_argument("--drain-seconds", type=float, default=5.0,
+                        help="on SIGTERM, how long open tunnels may finish after GOAWAY")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -44,9 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     async def run() -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
-                await nursery.start(Agent(cfg).run)
+                agent = Agent(cfg)
+                await nursery.start(agent.run)
                 async for sig in signals:
-                    log.info("received %s; stopping", signal.Signals(sig).name)
+                    log.info("received %s; draining HBONE connections (up to %g s), then stopping",
+                             signal.Signals(sig).name, args.drain_seconds)
+                    with trio.move_on_after(args.drain_seconds + 1):
+                        await agent.drain(args.drain_seconds)
                     nursery.cancel_scope.cancel()
                     break
 

@@ -1,7 +1,7 @@
 """The ztunnel process: follows the control plane (as a ZTUNNEL subscriber), keeps one
-certificate per service account with enrolled pods on its node, and serves its admin endpoint.
-
-(Capture and HBONE arrive with issues 5 and 6; this is the part identity needs.)
+certificate per service account with enrolled pods on its node, loads the capture, and serves
+the data path — outbound 15001 (:mod:`ztunnel.proxy`), HBONE 15008 and plaintext 15006
+(:mod:`ztunnel.inbound`) — plus admin (``/config_dump`` on 127.0.0.1:15000) and metrics (15020).
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from controlplane.api.client import ConfigRejected, Subscription, Update
 from ztunnel import admin
 from ztunnel.capture import RedirectManager
 from ztunnel.config import Config
+from ztunnel.flows import Recorder
 from ztunnel.identity import CertificateSource, Identity, IdentityManager
+from ztunnel.inbound import Inbound
 from ztunnel.metrics import Metrics
 from ztunnel.proxy import Proxy
 from ztunnel.sockets import transparent_listener
@@ -44,7 +46,8 @@ class Agent:
         self.identities = IdentityManager(source, trust_domain=cfg.trust_domain, ttl_s=cfg.cert_ttl_s)
         self.registry = CollectorRegistry()
         self.metrics = Metrics(self.registry)
-        self.proxy = Proxy(cfg.node, lambda: self.state, self.metrics)
+        self.inbound = Inbound(cfg.node, lambda: self.state, Recorder(self.metrics), self.identities)
+        self.proxy = Proxy(cfg.node, lambda: self.state, self.metrics, self.identities, self.inbound)
         self.redirect = RedirectManager(cfg.node, cfg.bpf_prefix or f"mesh-{cfg.node}", cfg.uplink)
         self._subscription: Subscription | None = None
 
@@ -60,26 +63,27 @@ class Agent:
                 "/metrics": lambda: (200, CONTENT_TYPE_LATEST, generate_latest(self.registry)),
                 "/healthz/ready": admin.ready_route(self.ready),
             })
+            await nursery.start(self.proxy.run)
             if self.cfg.capture:
                 await trio.to_thread.run_sync(self.redirect.start)
                 if self.cfg.cleanup:
                     nursery.start_soon(self._cleanup_on_exit)
-                for port, direction in ((OUTBOUND_PORT, "outbound"), (INBOUND_PORT, "inbound")):
-                    listener = trio.SocketListener(transparent_listener(port))
-                    nursery.start_soon(self.proxy.serve, listener, direction)
-                hbone = trio.SocketListener(transparent_listener(HBONE_PORT))
-                nursery.start_soon(trio.serve_listeners, self._hbone_not_yet, [hbone])
+                listeners = [(OUTBOUND_PORT, self.proxy.handle), (INBOUND_PORT, self.inbound.handle_plaintext),
+                             (HBONE_PORT, self.inbound.handle_hbone)]
+                for port, handler in listeners:
+                    nursery.start_soon(trio.serve_listeners, handler,
+                                       [trio.SocketListener(transparent_listener(port))])
             nursery.start_soon(self._follow)
             log.info("ztunnel on %s: admin on %s:%d, metrics on %s:%d", self.cfg.node,
                      *self.cfg.admin_address, *self.cfg.metrics_address)
             task_status.started()
 
-    async def _hbone_not_yet(self, stream: trio.SocketStream) -> None:
-        """Until HBONE exists (issue 6) a connection to 15008 is closed at once, with a log line,
-        instead of its SYN being dropped by the capture."""
-        async with stream:
-            peer = stream.socket.getpeername()
-            log.warning("HBONE connection from %s:%d closed: HBONE is not implemented yet", *peer[:2])
+    async def drain(self, timeout_s: float) -> None:
+        """Graceful shutdown: GOAWAY on every HBONE connection, then wait (up to ``timeout_s``)
+        for the tunnels on them to finish."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.proxy.drain, timeout_s)
+            nursery.start_soon(self.inbound.drain, timeout_s)
 
     async def _cleanup_on_exit(self) -> None:
         try:
@@ -119,6 +123,7 @@ class Agent:
         self.identities.want(Identity.parse(i) for i in sorted(state.local_identities(self.cfg.node)))
         if self.cfg.capture:
             self.redirect.update(state)
+        self.inbound.recheck(state)
 
     def dump(self) -> dict[str, Any]:
         local = [dataclasses.asdict(w) for w in self.state.workloads.values() if w.node == self.cfg.node]

@@ -119,6 +119,40 @@ class FakeCertificateSource:
         while len(self.calls) < n:
             await self._called.wait()
 
+    # -- adversarial material (tests of peers that must be refused) ------------------------------
+
+    def forge(self, uri: str, *, not_before: datetime | None = None, not_after: datetime | None = None,
+              tamper: bool = False) -> tuple[bytes, bytes]:
+        """A leaf for ``uri`` signed by this CA *without* the CA's checks (any trust domain, any
+        validity), as (certificate PEM, unencrypted key PEM) for a test client. ``tamper`` flips
+        a bit in the signature, so the chain no longer verifies."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.fromtimestamp(math.floor(self._clock()), UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([]))
+            .issuer_name(self._root.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before or now - timedelta(minutes=1))
+            .not_valid_after(not_after or now + timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_key_usage(cert_sign=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
+            .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(uri)]), critical=True)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()),
+                           critical=False)
+            .sign(self._key, hashes.SHA256())
+        )
+        der = bytearray(cert.public_bytes(serialization.Encoding.DER))
+        if tamper:
+            der[-2] ^= 0x01  # inside the signature value
+        pem = x509.load_der_x509_certificate(bytes(der)).public_bytes(serialization.Encoding.PEM)
+        key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption())
+        return pem, key_pem
+
     # -- the CertificateSource protocol ---------------------------------------------------------
 
     async def create_certificate(self, csr_pem: bytes, identity: Identity, ttl_s: float) -> CertificateBundle:

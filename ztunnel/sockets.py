@@ -8,6 +8,7 @@ missing CAP_NET_ADMIN, or the local routing for the ztunnel mark not being insta
 
 from __future__ import annotations
 
+import errno
 import socket
 
 import trio
@@ -44,8 +45,13 @@ async def connect_as(source_ip: str | None, destination: tuple[str, int]) -> tri
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if source_ip is not None:
-            sock.setsockopt(socket.SOL_IP, socket.IP_TRANSPARENT, 1)
-            await sock.bind((source_ip, 0))
+            try:
+                await sock.bind((source_ip, 0))  # an address of this host (tests on loopback)
+            except OSError as exc:
+                if exc.errno != errno.EADDRNOTAVAIL:
+                    raise
+                sock.setsockopt(socket.SOL_IP, socket.IP_TRANSPARENT, 1)  # a pod's address
+                await sock.bind((source_ip, 0))
         await sock.connect(destination)
     except OSError:
         sock.close()

@@ -16,6 +16,7 @@ CHUNK = 256 * 1024
 class Totals:
     a_to_b: int = 0
     b_to_a: int = 0
+    broken: str = ""  # why the copy ended abnormally (a reset on either side), else ""
 
 
 async def splice(a: trio.abc.HalfCloseableStream, b: trio.abc.HalfCloseableStream) -> Totals:
@@ -38,7 +39,8 @@ async def splice(a: trio.abc.HalfCloseableStream, b: trio.abc.HalfCloseableStrea
                 await dst.send_eof()
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            totals.broken = totals.broken or (str(exc) or exc.__class__.__name__)
             nursery.cancel_scope.cancel()
 
     async with trio.open_nursery() as nursery:

@@ -104,7 +104,8 @@ class Tunnel(trio.abc.HalfCloseableStream):
             data = data[:max_bytes]
             # acknowledge the whole frame now; the rest is already counted as buffered here
         self._link.core.consumed(self.stream_id, flow)
-        await self._link.flush()
+        self._link.kick()
+        await trio.lowlevel.checkpoint()
         return data
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
@@ -199,7 +200,9 @@ class H2Link:
         self.closed = False
         self.draining = False
         self.failure: str | None = None
-        self._send_lock = trio.Lock()
+        self._wake = trio.Event()
+        self._writing = False
+        self._written = trio.Event()
         self._pings: dict[bytes, trio.Event] = {}
         self._idle = trio.Event()
         self._done = trio.Event()
@@ -207,18 +210,34 @@ class H2Link:
 
     # -- writing -----------------------------------------------------------------------------------
 
+    def kick(self) -> None:
+        """Have the writer task send what the core queued (never blocks: the reader uses it)."""
+        self._wake.set()
+
     async def flush(self) -> None:
-        """Write everything the core has queued (any task may call it)."""
-        if self.closed:
-            return
-        async with self._send_lock:
+        """Queue what the core has for the writer task, then wait while it is writing: at most
+        one write in flight per connection, so a slow peer slows the streams' senders. The reader
+        never waits here (both peers waiting on full socket buffers would deadlock)."""
+        self._wake.set()
+        while (self._writing or self._wake.is_set()) and not self.closed:
+            await self._written.wait()  # returns once everything queued before this call is written
+        await trio.lowlevel.checkpoint()
+
+    async def _writer(self) -> None:
+        while not self.closed:
+            await self._wake.wait()
+            self._wake = trio.Event()
             data = self.core.data_to_send()
-            if not data:
-                return
+            self._writing = True
             try:
-                await self.transport.send_all(data)
+                if data:
+                    await self.transport.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 self._fail(f"write failed: {exc or exc.__class__.__name__}")
+            finally:
+                self._writing = False
+                self._written.set()
+                self._written = trio.Event()
 
     # -- running -----------------------------------------------------------------------------------
 
@@ -227,8 +246,9 @@ class H2Link:
         """Serve the connection until it ends; a server gives ``handler`` each CONNECT (run in
         its own task). Returns when the connection is over; the transport is closed then."""
         try:
-            await self.flush()  # our preface and settings
             async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._writer)
+                self.kick()  # our preface and settings
                 task_status.started()
                 if keepalive_s > 0:
                     nursery.start_soon(self._keepalive, keepalive_s)
@@ -253,7 +273,7 @@ class H2Link:
                 return
             for ev in self.core.receive(data):
                 self._dispatch(ev, nursery, handler)
-            await self.flush()
+            self.kick()  # acks, window updates, answers
 
     def _dispatch(self, ev: hbone.Event, nursery: trio.Nursery, handler: Handler | None) -> None:
         if isinstance(ev, hbone.Data):
@@ -349,6 +369,8 @@ class H2Link:
             t._on_reset(f"HBONE connection {self.label} ended: {self.failure}")
         self.streams.clear()
         self._idle.set()
+        self._wake.set()
+        self._written.set()
         self._read_scope.cancel()  # the reader may be waiting for bytes that will never come
 
     # -- streams -----------------------------------------------------------------------------------

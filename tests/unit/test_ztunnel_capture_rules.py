@@ -85,25 +85,3 @@ def test_metrics_use_istios_names_and_an_injected_registry() -> None:
     assert "istio_tcp_received_bytes_total" in text and "istio_tcp_sent_bytes_total" in text
     assert 'connection_security_policy="unknown"' in text
     assert "istio_tcp_connections_opened_total" not in generate_latest().decode()  # not the global registry
-
-
-def test_decide_balances_vips_over_healthy_endpoints_and_keeps_pod_ips() -> None:
-    from ztunnel.proxy import decide
-    from ztunnel.state import Service
-
-    key = "default/web.default.svc.cluster.local"
-    client = wl("c", "node1", "10.244.1.2", True)
-    ready = Workload(uid="w1", name="web-1", namespace="default", node="node2", service_account="sa",
-                     trust_domain="cluster.local", addresses=("10.244.2.5",), enrolled=True, healthy=True,
-                     services={key: {80: 8080}})
-    sick = Workload(uid="w2", name="web-2", namespace="default", node="node2", service_account="sa",
-                    trust_domain="cluster.local", addresses=("10.244.2.6",), enrolled=True, healthy=False,
-                    services={key: {80: 8080}})
-    svc = Service(namespace="default", hostname="web.default.svc.cluster.local", vips=("10.96.0.50",))
-    state = ProxyState.build(3, {w.uid: w for w in (client, ready, sick)}, (), {"10.96.0.50": svc})
-    d = decide(state, "outbound", ("10.244.1.2", 40000), ("10.96.0.50", 80), choose=lambda n: n - 1)
-    assert (d.destination, d.source, d.destination_workload, d.service) == (("10.244.2.5", 8080), client, ready, key)
-    assert d.source_ip == "10.244.1.2"
-    assert decide(state, "outbound", ("10.244.1.2", 1), ("10.96.0.50", 443)).destination is None  # no port mapping
-    direct = decide(state, "inbound", ("10.244.9.9", 1), ("10.244.2.6", 8080))
-    assert (direct.destination, direct.source, direct.destination_workload) == (("10.244.2.6", 8080), None, sick)
