@@ -44,7 +44,14 @@ class Flow:
 
     def labels(self) -> ConnectionLabels:
         src, dst = self.source, self.destination
-        src_principal = self.source_principal or (src.identity if src and src.enrolled else "unknown")
+        # the source's identity is known when it proved it (mTLS) or when this ztunnel is the
+        # source's own (outbound); a plaintext inbound connection never claims one
+        if self.source_principal:
+            src_principal = self.source_principal
+        elif self.direction == "outbound" and src is not None and src.enrolled:
+            src_principal = src.identity
+        else:
+            src_principal = "unknown"
         return ConnectionLabels(
             reporter="source" if self.direction == "outbound" else "destination",
             source_workload=src.name if src else "unknown",
