@@ -8,6 +8,7 @@
 //      -> mark + assign (the rest of a captured flow; replies to ztunnel's transparent
 //      connections that carry the pod's address as source);
 //   2. else a SYN (no ACK) -> ztunnel's outbound listener (config: 0.0.0.0:15001);
+//   2b. a SYN from a pod NOT enrolled to an enrolled pod of this node -> as inbound below;
 //   3. else TC_ACT_UNSPEC (never end another program's chain).
 // inbound: tc ingress on a node's uplink. Only packets addressed to a LOCAL enrolled pod:
 //   established socket first (as above); else a SYN to port 15008 -> HBONE listener, any
@@ -148,6 +149,24 @@ static __always_inline int syn_failed(u32 pod_id, struct mesh_config *cfg) {
     return cfg->fail_open ? TC_ACT_UNSPEC : TC_ACT_SHOT;
 }
 
+// A SYN for a local enrolled pod from outside the mesh: port 15008 -> the HBONE listener, any
+// other port -> the inbound plaintext listener (where PeerAuthentication and policy decide).
+static __always_inline int to_inbound_listener(struct __sk_buff *skb, struct iphdr *ip, struct tcphdr *tcp,
+                                               struct mesh_config *cfg, u32 pod_id) {
+    if (tcp->dest == bpf_htons(cfg->hbone_port)) {
+        if (assign_listener(skb, ip, tcp, cfg->hbone_addr, cfg->hbone_port, cfg->mark)) {
+            count(pod_id, D_SYN_TO_HBONE);
+            return TC_ACT_OK;
+        }
+        return syn_failed(pod_id, cfg);
+    }
+    if (assign_listener(skb, ip, tcp, cfg->inbound_addr, cfg->inbound_port, cfg->mark)) {
+        count(pod_id, D_SYN_TO_INBOUND);
+        return TC_ACT_OK;
+    }
+    return syn_failed(pod_id, cfg);
+}
+
 int outbound(struct __sk_buff *skb) {
     struct iphdr *ip;
     struct tcphdr *tcp;
@@ -176,6 +195,14 @@ int outbound(struct __sk_buff *skb) {
         }
         return syn_failed(pod_id, cfg);
     }
+    // A pod outside the mesh connecting to an enrolled pod on this node: the destination's
+    // ztunnel side still applies (STRICT refuses it), as for a client on another node.
+    if (tcp->syn && !tcp->ack) {
+        u32 daddr = ip->daddr;
+        u32 *dst = enrolled.lookup(&daddr);
+        if (dst)
+            return to_inbound_listener(skb, ip, tcp, cfg, *dst);
+    }
     count(pod_id, D_PASSED);
     return TC_ACT_UNSPEC;
 }
@@ -200,20 +227,8 @@ int inbound(struct __sk_buff *skb) {
     }
     if (!id)
         return TC_ACT_UNSPEC;  // new traffic for a pod that is not a local enrolled one
-    if (tcp->syn && !tcp->ack) {
-        if (tcp->dest == bpf_htons(cfg->hbone_port)) {
-            if (assign_listener(skb, ip, tcp, cfg->hbone_addr, cfg->hbone_port, cfg->mark)) {
-                count(pod_id, D_SYN_TO_HBONE);
-                return TC_ACT_OK;
-            }
-            return syn_failed(pod_id, cfg);
-        }
-        if (assign_listener(skb, ip, tcp, cfg->inbound_addr, cfg->inbound_port, cfg->mark)) {
-            count(pod_id, D_SYN_TO_INBOUND);
-            return TC_ACT_OK;
-        }
-        return syn_failed(pod_id, cfg);
-    }
+    if (tcp->syn && !tcp->ack)
+        return to_inbound_listener(skb, ip, tcp, cfg, pod_id);
     count(pod_id, D_PASSED);
     return TC_ACT_UNSPEC;
 }

@@ -147,7 +147,8 @@ def manifest(scripts: Path) -> str:
           - {{name: s, image: python, command: ["{sys.executable}", "{scripts}/server.py"],
               readinessProbe: {{tcpSocket: {{port: 7000}}, periodSeconds: 1}}}}
         """) + sleeper("alpha", "mesh", "alpha", "node1") + sleeper("beta", "mesh", "beta", "node1") \
-        + sleeper("near", "mesh", "alpha", "node2") + sleeper("outsider", "plain", "default", "node1")
+        + sleeper("near", "mesh", "alpha", "node2") + sleeper("outsider", "plain", "default", "node1") \
+        + sleeper("neighbour", "plain", "default", "node2")
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +179,7 @@ def pod_ip(lab: Lab, name: str) -> str:
 
 
 def ns_of(name: str) -> str:
-    return "plain" if name == "outsider" else "mesh"
+    return "plain" if name in ("outsider", "neighbour") else "mesh"
 
 
 def run_client(lab: Lab, pod: str, target: str, count: int, parallel: int = 0, size: int = 1000,
@@ -269,12 +270,17 @@ def test_strict_refuses_a_non_mesh_client_and_permissive_admits_it(lab: Lab) -> 
     try:
         lab.wait_for("STRICT to refuse the outsider",
                      lambda: "ok=0 failed=1" in run_client(lab, "outsider", hasher, 1), 20)
+        # a non-mesh pod on the server's own node is refused the same way
+        assert "ok=0 failed=1" in run_client(lab, "neighbour", hasher, 1)
         assert "ok=3 failed=0" in run_client(lab, "alpha", "hasher.mesh", 3)  # mesh clients are fine
         log = ztunnel_log(lab, "node2")
         assert re.search(rf"inbound via=plaintext src={re.escape(outsider)}:\d+ .*flags=RBAC .*STRICT", log), log[-3000:]
         apply(lab, strict.replace("STRICT", "PERMISSIVE"))
         lab.wait_for("PERMISSIVE to admit the outsider",
                      lambda: f"ok=1 failed=0 peers={outsider} " in run_client(lab, "outsider", hasher, 1), 20)
+        neighbour = pod_ip(lab, "neighbour")
+        assert f"ok=1 failed=0 peers={neighbour} " in run_client(lab, "neighbour", hasher, 1)
+        assert re.search(rf"inbound via=plaintext src={re.escape(neighbour)}:\d+ .*flags=-$", ztunnel_log(lab, "node2"), re.M)
     finally:
         delete(lab, strict)
 
