@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from meshctl import configcmds, proxyconfig
+from meshctl import configcmds, observe, proxyconfig, ztunnelconfig
 from meshctl.lab import commands as lab_commands
 
 
@@ -15,6 +15,8 @@ def build_parser() -> argparse.ArgumentParser:
     lab_commands.add_parser(sub)
     configcmds.add_parsers(sub)
     proxyconfig.add_parser(sub)
+    ztunnelconfig.add_parser(sub)
+    observe.add_parsers(sub)
     return parser
 
 
@@ -26,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
         return configcmds.run(args)
     if args.command == "proxy-config":
         return proxyconfig.run(args)
+    if args.command == "ztunnel-config":
+        return ztunnelconfig.run(args)
+    if args.command in ("metrics", "access-log"):
+        return observe.run(args)
     raise AssertionError(f"unhandled command {args.command}")
 
 

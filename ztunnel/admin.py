@@ -1,6 +1,7 @@
 """ztunnel's small HTTP endpoints (h11, one request per connection): the admin endpoint
-(localhost:15000 in the node's namespace, as Istio's: ``/config_dump`` — config version, local
-workloads, certificates, never keys — and ``/healthz/ready``) and the metrics endpoint
+(localhost:15000 in the node's namespace, as Istio's: ``/config_dump`` — built by
+:mod:`ztunnel.dump`: workloads, services, policies, certificates (never keys), connections — and
+``/healthz/ready``) and the metrics endpoint
 (:15020 ``/metrics`` in Prometheus' text format, ``/healthz/ready``).
 """
 

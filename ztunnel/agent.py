@@ -6,10 +6,10 @@ the data path — outbound 15001 (:mod:`ztunnel.proxy`), HBONE 15008 and plainte
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import socket
+import time
 from typing import Any
 
 import trio
@@ -20,6 +20,7 @@ from controlplane.api.client import ConfigRejected, Subscription, Update
 from ztunnel import admin
 from ztunnel.capture import RedirectManager
 from ztunnel.config import Config
+from ztunnel.dump import config_dump
 from ztunnel.flows import Recorder
 from ztunnel.identity import CertificateSource, Identity, IdentityManager
 from ztunnel.inbound import Inbound
@@ -126,13 +127,8 @@ class Agent:
         self.inbound.recheck(state)
 
     def dump(self) -> dict[str, Any]:
-        local = [dataclasses.asdict(w) for w in self.state.workloads.values() if w.node == self.cfg.node]
-        return {
-            "node": self.cfg.node,
-            "config_version": self.state.version,
-            "workloads": sorted(local, key=lambda w: (w["namespace"], w["name"])),
-            "certificates": [dataclasses.asdict(c) for c in self.identities.snapshot()],
-        }
+        return config_dump(self.cfg.node, self.state, self.identities.snapshot(), self.proxy.pool.connections(),
+                           self.inbound.open_connections(), now=time.monotonic())
 
 
 def _listener(address: tuple[str, int]) -> trio.SocketListener:

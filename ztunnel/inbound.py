@@ -220,6 +220,10 @@ class Inbound:
             finally:
                 del self._open[key]
 
+    def open_connections(self) -> list[_Open]:
+        """The connections being served now (for config dumps)."""
+        return list(self._open.values())
+
     # -- config changes ------------------------------------------------------------------------
 
     def recheck(self, state: ProxyState) -> int:

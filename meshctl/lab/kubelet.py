@@ -52,6 +52,11 @@ def node_credential_file(cfg: LabConfig, node: str) -> Path:
     return cfg.state_dir / "credentials" / node
 
 
+def ztunnel_log_file(cfg: LabConfig, node: str) -> Path:
+    """The node's ztunnel output (logs and access lines), appended across restarts."""
+    return cfg.state_dir / f"ztunnel-{node}.log"
+
+
 def node_credentials_file(cfg: LabConfig) -> Path:
     return cfg.state_dir / "credentials" / "controlplane.json"
 
@@ -124,7 +129,7 @@ class ControlPlaneLink:
         async def running(proc: trio.Process) -> None:
             await trio.sleep(0)
 
-        await supervise(f"ztunnel on {node}", cmd, cfg.state_dir / f"ztunnel-{node}.log",
+        await supervise(f"ztunnel on {node}", cmd, ztunnel_log_file(cfg, node),
                         cfg.state_dir / f"ztunnel-{node}.pid", running, task_status=task_status)
 
     # --- following objects ----------------------------------------------------------------

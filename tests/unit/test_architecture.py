@@ -15,7 +15,7 @@ SANS_IO = [
     "controlplane/k8s", "controlplane/istio", "controlplane/index.py", "controlplane/push.py",
     "controlplane/translate.py", "controlplane/store.py", "meshctl/lab/cluster.py",
     "meshctl/lab/kubeproxy.py", "meshctl/lab/naming.py", "ztunnel/state.py", "ztunnel/policy.py",
-    "ztunnel/identity_core.py", "controlplane/ca/identity.py", "controlplane/ca/csr.py",
+    "ztunnel/identity_core.py", "ztunnel/dump.py", "controlplane/ca/identity.py", "controlplane/ca/csr.py",
     "controlplane/ca/signer.py",
 ]
 
