@@ -20,6 +20,7 @@ queued to tell the peer.
 
 from __future__ import annotations
 
+import binascii
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,19 @@ import h2.events
 import h2.exceptions
 import h2.settings
 import hyperframe.frame
+
+
+def _short_hex(data: bytes | None) -> str:
+    """hyperframe's ``_raw_data_repr`` with the same output, hexlifying 10 bytes instead of the
+    whole payload: h2 formats ``repr(frame)`` for its trace log on every received frame, even
+    with logging off, which cost ~0.2 ms per 256 KiB DATA frame (a tenth of the data path)."""
+    if not data:
+        return "None"
+    r = binascii.hexlify(data[:11]).decode("ascii")
+    return "<hex:" + (r[:20] + "..." if len(r) > 20 else r) + ">"
+
+
+hyperframe.frame._raw_data_repr = _short_hex
 
 STREAM_WINDOW = 4 * 1024 * 1024
 CONNECTION_WINDOW = 16 * 1024 * 1024

@@ -38,6 +38,7 @@ from ztunnel.policy import Connection, check
 from ztunnel.sockets import connect_as, original_destination, peer
 from ztunnel.splice import splice
 from ztunnel.state import ProxyState, Workload
+from ztunnel.tls import handshake
 from ztunnel.tunnel import H2Link, Request
 
 log = logging.getLogger("ztunnel.inbound")
@@ -78,10 +79,10 @@ class Inbound:
         except IdentityError as exc:
             await self._refuse_connection(tcp, src, dst, w, f"no certificate to present: {exc}")
             return
-        tls = trio.SSLStream(tcp, ctx, server_side=True)
+        stream: trio.abc.Stream = tcp
         try:
             with trio.fail_after(HANDSHAKE_TIMEOUT_S):
-                await tls.do_handshake()
+                stream = tls = await handshake(tcp, ctx, server=True)
             if tls.selected_alpn_protocol() != "h2":
                 raise IdentityError("the client did not negotiate ALPN h2")
             client_id = peer_identity(tls)
@@ -89,7 +90,7 @@ class Inbound:
                 raise IdentityError(f"client identity {client_id} is not of trust domain "
                                     f"{self.identities.trust_domain!r}")
         except (trio.BrokenResourceError, trio.TooSlowError, IdentityError, ssl.SSLError) as exc:
-            await self._refuse_connection(tls, src, dst, w, _tls_error(exc))
+            await self._refuse_connection(stream, src, dst, w, _tls_error(exc))
             return
         link = H2Link(tls, client=False, label=f"HBONE from {src[0]}:{src[1]} ({client_id})")
         self._links.add(link)

@@ -33,6 +33,7 @@ from ztunnel.metrics import Metrics
 from ztunnel.sockets import connect_as, original_destination, peer
 from ztunnel.splice import splice
 from ztunnel.state import ProxyState, Workload
+from ztunnel.tls import handshake
 from ztunnel.tunnel import Pool, TunnelRefused
 
 if TYPE_CHECKING:
@@ -202,9 +203,8 @@ class Proxy:
             raise HboneError("this ztunnel has no identities: HBONE is not available")
         ctx = await self.identities.tls_context(Identity.parse(source), server=False)
         tcp = await connect_as(None, next_hop)
-        tls = trio.SSLStream(tcp, ctx, server_hostname=None)
+        tls = await handshake(tcp, ctx, server=False)
         try:
-            await tls.do_handshake()
             if tls.selected_alpn_protocol() != "h2":
                 raise HboneError(f"{next_hop[0]}:{next_hop[1]} did not negotiate ALPN h2")
             presented = str(peer_identity(tls))
