@@ -18,6 +18,9 @@
 // the client retransmits it, so a restarting ztunnel delays new connections instead of
 // letting them bypass the mesh. Every socket reference is released on every path.
 //
+// tw_lookup (sk_lookup, on the node's namespace) completes the TIME_WAIT case: see
+// syn_to_time_wait below.
+//
 // The maps are pinned (BPF_TABLE_PINNED): bcc opens the pinned map when MESH_PIN_DIR/<name>
 // exists and creates and pins it otherwise, so a restarted loader adopts them.
 
@@ -48,6 +51,7 @@
 #define D_PASSED 4
 #define D_LOOKUP_FAILED 5
 #define D_NOT_TCP 6
+#define D_SYN_TIME_WAIT 7
 
 // Addresses in network byte order, ports in host byte order. loader.py packs the same layout.
 struct mesh_config {
@@ -69,6 +73,8 @@ struct counter_key {
 MESH_TABLE("hash", u32, u32, enrolled, 65536);
 MESH_TABLE("array", u32, struct mesh_config, config, 1);
 MESH_TABLE("percpu_hash", struct counter_key, u64, counters, 65536);
+// ztunnel's listeners, written by ztunnel at start: 0 outbound, 1 inbound, 2 HBONE.
+MESH_TABLE("sockmap", u32, u32, listeners, 3);
 
 static __always_inline void count(u32 pod_id, u32 decision) {
     struct counter_key key = {.pod_id = pod_id, .decision = decision};
@@ -102,7 +108,8 @@ static __always_inline int parse(struct __sk_buff *skb, struct iphdr **ip_out, s
     return 1;
 }
 
-// Step 1: the packet's own 4-tuple. 1 = assigned, 0 = no usable socket.
+// Step 1: the packet's own 4-tuple. 1 = assigned, 0 = no usable socket, 2 = a TIME_WAIT socket
+// holds it (a SYN must then meet the kernel's TIME_WAIT handling, see tw_lookup below).
 static __always_inline int assign_established(struct __sk_buff *skb, struct iphdr *ip, struct tcphdr *tcp, u32 mark) {
     struct bpf_sock_tuple tuple = {};
     tuple.ipv4.saddr = ip->saddr;
@@ -113,7 +120,9 @@ static __always_inline int assign_established(struct __sk_buff *skb, struct iphd
     if (!sk)
         return 0;
     int assigned = 0;
-    if (sk->state != MESH_TCP_LISTEN && sk->state != MESH_TCP_TIME_WAIT) {
+    if (sk->state == MESH_TCP_TIME_WAIT) {
+        assigned = 2;
+    } else if (sk->state != MESH_TCP_LISTEN) {
         if (bpf_sk_assign(skb, sk, 0) == 0) {
             skb->mark = mark;
             assigned = 1;
@@ -121,6 +130,18 @@ static __always_inline int assign_established(struct __sk_buff *skb, struct iphd
     }
     bpf_sk_release(sk);
     return assigned;
+}
+
+// A SYN reusing the 4-tuple of one of ztunnel's sockets in TIME_WAIT (ztunnel closed first):
+// assigning it to a listener would bypass the TIME_WAIT socket and the kernel would drop the
+// SYN (the request socket cannot be hashed next to it), so the client would wait a 1 s
+// retransmission. Instead the SYN is only marked (it routes locally) and left to the normal
+// lookup: the kernel's TIME_WAIT handling accepts a new SYN by looking up a listener for its
+// destination, which tw_lookup answers with ztunnel's listener.
+static __always_inline int syn_to_time_wait(u32 pod_id, struct __sk_buff *skb, struct mesh_config *cfg) {
+    skb->mark = cfg->mark;
+    count(pod_id, D_SYN_TIME_WAIT);
+    return TC_ACT_OK;
 }
 
 // Steps 2 (outbound) / inbound SYN: a listener at addr:port (the lookup key uses the
@@ -181,10 +202,13 @@ int outbound(struct __sk_buff *skb) {
     u32 saddr = ip->saddr;
     u32 *id = enrolled.lookup(&saddr);
     u32 pod_id = id ? *id : 0;
-    if (assign_established(skb, ip, tcp, cfg->mark)) {
+    int established = assign_established(skb, ip, tcp, cfg->mark);
+    if (established == 1) {
         count(pod_id, D_ESTABLISHED_ASSIGNED);
         return TC_ACT_OK;
     }
+    if (established == 2 && tcp->syn && !tcp->ack)
+        return syn_to_time_wait(pod_id, skb, cfg);
     // Only enrolled pods' new connections are captured. The program also sits on the veths of
     // pods that are not enrolled, for step 1 alone: replies to ztunnel's connections made with
     // an enrolled client's address (a transparent socket in this namespace) come back that way.
@@ -221,14 +245,45 @@ int inbound(struct __sk_buff *skb) {
     u32 pod_id = id ? *id : 0;
     // Established sockets first, whatever the destination: replies to a connection ztunnel
     // opened for a pod keep reaching ztunnel after that pod left the mesh, until it ends.
-    if (assign_established(skb, ip, tcp, cfg->mark)) {
+    int established = assign_established(skb, ip, tcp, cfg->mark);
+    if (established == 1) {
         count(pod_id, D_ESTABLISHED_ASSIGNED);
         return TC_ACT_OK;
     }
+    if (established == 2 && id && tcp->syn && !tcp->ack)
+        return syn_to_time_wait(pod_id, skb, cfg);
     if (!id)
         return TC_ACT_UNSPEC;  // new traffic for a pod that is not a local enrolled one
     if (tcp->syn && !tcp->ack)
         return to_inbound_listener(skb, ip, tcp, cfg, pod_id);
     count(pod_id, D_PASSED);
     return TC_ACT_UNSPEC;
+}
+
+// sk_lookup, attached to the node's network namespace: the listener lookups the kernel makes
+// for packets no tc program assigned. tc assigns every captured SYN itself, so in practice this
+// answers the TIME_WAIT case above: a SYN from a local enrolled pod -> the outbound listener; a
+// SYN for a local enrolled pod -> the HBONE listener (port 15008) or the inbound one.
+int tw_lookup(struct bpf_sk_lookup *ctx) {
+    u32 zero = 0;
+    if (ctx->family != 2 /* AF_INET */ || ctx->protocol != IPPROTO_TCP)
+        return SK_PASS;
+    struct mesh_config *cfg = config.lookup(&zero);
+    if (!cfg || cfg->mark == 0)
+        return SK_PASS;
+    u32 remote = ctx->remote_ip4;
+    u32 local = ctx->local_ip4;
+    u32 key;
+    if (enrolled.lookup(&remote))
+        key = 0;
+    else if (enrolled.lookup(&local))
+        key = ctx->local_port == cfg->hbone_port ? 2 : 1;
+    else
+        return SK_PASS;
+    struct bpf_sock *sk = (struct bpf_sock *)listeners.lookup(&key);
+    if (!sk)
+        return SK_PASS;
+    bpf_sk_assign(ctx, sk, 0);
+    bpf_sk_release(sk);
+    return SK_PASS;
 }

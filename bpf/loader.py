@@ -19,6 +19,7 @@ namespace and the kernel's reason.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import enum
 import errno
 import ipaddress
@@ -54,6 +55,15 @@ FILTER_PRIO = 1337  # our tc filter's priority (and handle 1) at clsact ingress
 FILTER_HANDLE = 1
 CLSACT_INGRESS = 0xFFFFFFF2  # "ffff:fff2"
 ETH_P_ALL = 0x0003
+# include/uapi/linux/bpf.h (bcc 0.26's Python module has no names for these)
+BPF_PROG_TYPE_SK_LOOKUP = 30
+BPF_SK_LOOKUP = 36
+_BPF_MAP_UPDATE_ELEM = 2
+_BPF_OBJ_PIN = 6
+_BPF_LINK_CREATE = 28
+_SYS_BPF = 321  # x86_64
+TW_LINK_PIN = "tw_lookup_link"
+LISTENER_SLOTS = {"outbound": 0, "inbound": 1, "hbone": 2}
 _PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
@@ -71,6 +81,7 @@ class Decision(enum.StrEnum):
     PASSED = "passed"
     LOOKUP_FAILED = "lookup_failed"
     NOT_TCP = "not_tcp"
+    SYN_TIME_WAIT = "syn_time_wait"
 
 
 DECISIONS: tuple[Decision, ...] = tuple(Decision)
@@ -82,6 +93,7 @@ class ProgramFds:
 
     outbound: int
     inbound: int
+    tw_lookup: int
 
 
 # --- the network namespace of the calling thread (for error messages) --------------------
@@ -138,13 +150,14 @@ class _Compiled:
         try:
             out = self.bpf.load_func(b"outbound", BPF.SCHED_CLS)
             inb = self.bpf.load_func(b"inbound", BPF.SCHED_CLS)
+            tw = self.bpf.load_func(b"tw_lookup", BPF_PROG_TYPE_SK_LOOKUP, attach_type=BPF_SK_LOOKUP)
         except Exception as exc:
             self.bpf.cleanup()
             raise CaptureError(
                 f"the kernel refused to load the capture programs {where}: {_reason(exc)} "
                 "(if the pinned maps were made by another version, remove them with remove_pins())"
             ) from exc
-        self.fds = ProgramFds(outbound=int(out.fd), inbound=int(inb.fd))
+        self.fds = ProgramFds(outbound=int(out.fd), inbound=int(inb.fd), tw_lookup=int(tw.fd))
 
     def close(self) -> None:
         self.bpf.cleanup()
@@ -261,6 +274,44 @@ class Capture:
         except Exception as exc:
             raise CaptureError(f"writing the capture config into {self.pin_dir}/config: {_reason(exc)}") from exc
         return compiled.fds
+
+    def attach_time_wait_lookup(self) -> None:
+        """Attach ``tw_lookup`` to the calling thread's network namespace as an sk_lookup
+        program, through a BPF link pinned at ``<pin folder>/tw_lookup_link`` (it outlives the
+        process like the maps; a newer one replaces it). Idempotent."""
+        fds = self.load()
+        pin = self.pin_dir / TW_LINK_PIN
+        with contextlib.suppress(FileNotFoundError):
+            pin.unlink()  # the old link detaches when its pin, its last reference, goes
+        netns = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            link = _bpf_link_create(fds.tw_lookup, netns, BPF_SK_LOOKUP)
+        except OSError as exc:
+            raise CaptureError(
+                f"attaching the sk_lookup program tw_lookup to {current_netns()}: {_reason(exc)}") from exc
+        finally:
+            os.close(netns)
+        try:
+            _bpf_obj_pin(link, pin)
+        except OSError as exc:
+            raise CaptureError(f"pinning the tw_lookup link at {pin}: {_reason(exc)}") from exc
+        finally:
+            os.close(link)
+
+    def set_listener(self, which: str, fd: int) -> None:
+        """Tell ``tw_lookup`` which socket (descriptor ``fd``) is ztunnel's ``which`` listener
+        (outbound, inbound or hbone); the map drops it by itself when the socket closes."""
+        self._table("enrolled")  # compiled and loaded
+        with _cache_lock:
+            compiled = _cache[self.pin_dir]
+        from bcc.libbcc import lib  # bcc 0.26's Table() has no sockmap type: use the map's fd
+        map_fd = int(lib.bpf_table_fd(compiled.bpf.module, b"listeners"))
+        try:
+            if map_fd < 0:
+                raise OSError(errno.ENOENT, "no map named listeners in the loaded program")
+            _bpf_map_update(map_fd, LISTENER_SLOTS[which], fd)
+        except Exception as exc:
+            raise CaptureError(f"registering the {which} listener in {self.pin_dir}/listeners: {_reason(exc)}") from exc
 
     def close(self) -> None:
         """Release this process's BPF object (attached filters and pinned maps stay)."""
@@ -512,3 +563,41 @@ def _our_rules(ipr: Any, mark: int, table: int) -> list[Any]:
 def tools_missing() -> list[str]:
     """Command-line tools the capture's operators rely on (``ip``, ``tc``) that are absent."""
     return [tool for tool in ("ip", "tc") if shutil.which(tool) is None]
+
+
+# --- bpf(2) commands bcc 0.26 does not wrap ---------------------------------------------------
+
+
+def _bpf(cmd: int, attr: ctypes.Array[ctypes.c_char]) -> int:
+    libc = ctypes.CDLL(None, use_errno=True)
+    ret = int(libc.syscall(_SYS_BPF, cmd, attr, len(attr)))
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return ret
+
+
+def _bpf_link_create(prog_fd: int, target_fd: int, attach_type: int) -> int:
+    """BPF_LINK_CREATE: ``union bpf_attr { u32 prog_fd, target_fd, attach_type, flags; ... }``."""
+    attr = ctypes.create_string_buffer(64)
+    ctypes.memmove(attr, (ctypes.c_uint32 * 4)(prog_fd, target_fd, attach_type, 0), 16)
+    return _bpf(_BPF_LINK_CREATE, attr)
+
+
+def _bpf_obj_pin(fd: int, path: Path) -> None:
+    """BPF_OBJ_PIN: ``{ u64 pathname; u32 bpf_fd; u32 file_flags; }``."""
+    name = ctypes.create_string_buffer(os.fsencode(str(path)))
+    attr = ctypes.create_string_buffer(64)
+    ctypes.memmove(attr, ctypes.byref(ctypes.c_uint64(ctypes.addressof(name))), 8)
+    ctypes.memmove(ctypes.byref(attr, 8), ctypes.byref(ctypes.c_uint32(fd)), 4)
+    _bpf(_BPF_OBJ_PIN, attr)
+
+
+def _bpf_map_update(map_fd: int, key: int, value: int) -> None:
+    """BPF_MAP_UPDATE_ELEM of u32 -> u32: ``{ u32 map_fd; u64 key; u64 value; u64 flags; }``."""
+    k, v = ctypes.c_uint32(key), ctypes.c_uint32(value)
+    attr = ctypes.create_string_buffer(64)
+    ctypes.memmove(attr, ctypes.byref(ctypes.c_uint32(map_fd)), 4)
+    ctypes.memmove(ctypes.byref(attr, 8), ctypes.byref(ctypes.c_uint64(ctypes.addressof(k))), 8)
+    ctypes.memmove(ctypes.byref(attr, 16), ctypes.byref(ctypes.c_uint64(ctypes.addressof(v))), 8)
+    _bpf(_BPF_MAP_UPDATE_ELEM, attr)

@@ -69,11 +69,14 @@ class Agent:
                 await trio.to_thread.run_sync(self.redirect.start)
                 if self.cfg.cleanup:
                     nursery.start_soon(self._cleanup_on_exit)
-                listeners = [(OUTBOUND_PORT, self.proxy.handle), (INBOUND_PORT, self.inbound.handle_plaintext),
-                             (HBONE_PORT, self.inbound.handle_hbone)]
-                for port, handler in listeners:
-                    nursery.start_soon(trio.serve_listeners, handler,
-                                       [trio.SocketListener(transparent_listener(port))])
+                listeners = {"outbound": (OUTBOUND_PORT, self.proxy.handle),
+                             "inbound": (INBOUND_PORT, self.inbound.handle_plaintext),
+                             "hbone": (HBONE_PORT, self.inbound.handle_hbone)}
+                sockets = {which: transparent_listener(port) for which, (port, _) in listeners.items()}
+                await trio.to_thread.run_sync(self.redirect.set_listeners,
+                                              {which: sock.fileno() for which, sock in sockets.items()})
+                for which, (_, handler) in listeners.items():
+                    nursery.start_soon(trio.serve_listeners, handler, [trio.SocketListener(sockets[which])])
             nursery.start_soon(self._follow)
             log.info("ztunnel on %s: admin on %s:%d, metrics on %s:%d", self.cfg.node,
                      *self.cfg.admin_address, *self.cfg.metrics_address)

@@ -43,7 +43,14 @@ class RedirectManager:
         self.capture.load()
         self._enrolled = dict(self.capture.enrolled())  # adopted from the pinned map after a restart
         self.capture.attach_inbound(self.uplink)
+        self.capture.attach_time_wait_lookup()
         log.info("capture ready on %s (uplink %s, %d pods already enrolled)", self.node, self.uplink, len(self._enrolled))
+
+    def set_listeners(self, listeners: dict[str, int]) -> None:
+        """Register ztunnel's listeners (outbound, inbound, hbone: descriptors) for the
+        TIME_WAIT lookup."""
+        for which, fd in listeners.items():
+            self.capture.set_listener(which, fd)
 
     def update(self, state: ProxyState) -> None:
         local = {ip for w in state.workloads.values() if w.node == self.node for ip in w.addresses if ":" not in ip}

@@ -88,6 +88,9 @@ PROXY = textwrap.dedent("""\
     async def main():
         proxy = Proxy("node", lambda: EMPTY, Metrics(CollectorRegistry()))
         listener = trio.SocketListener(transparent_listener(int(sys.argv[2])))
+        if len(sys.argv) > 3:  # as ztunnel does: the TIME_WAIT lookup needs the listener
+            from bpf.loader import Capture
+            Capture(sys.argv[3]).set_listener("outbound", listener.socket.fileno())
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(proxy.serve, listener, "outbound")
@@ -305,7 +308,7 @@ def lab(tmp: Path) -> Iterator[Steering]:
             (SRV, IPERF_PORT, ["iperf3", "-s", "-p", str(IPERF_PORT)], tmp / "iperf3.log"),
             (SRV, HTTP_PORT, ["nginx", "-p", str(tmp), "-e", str(tmp / "nginx-error.log"), "-c",
                               str(tmp / "nginx.conf"), "-g", "daemon off;"], tmp / "nginx.out"),
-            (NODE, LISTEN_PORT, [sys.executable, "-c", PROXY, str(tmp / "access.log"), str(LISTEN_PORT)],
+            (NODE, LISTEN_PORT, [sys.executable, "-c", PROXY, str(tmp / "access.log"), str(LISTEN_PORT), PREFIX],
              tmp / "proxy.out"),
         ]
         for ns, port, cmd, out in starts:
@@ -318,6 +321,7 @@ def lab(tmp: Path) -> Iterator[Steering]:
         capture.enroll(CLIENT_IP, CLIENT_POD_ID)
         with entered(NODE):
             install_local_routing(capture.mark)
+            capture.attach_time_wait_lookup()
         yield Steering(capture=capture, access_log=tmp / "access.log")
     finally:
         for proc in reversed(procs):

@@ -82,6 +82,32 @@ CLIENT_PY = textwrap.dedent("""\
     print(f"DONE {len(results)} ok={ok} failed={len(results) - ok} peers={','.join(peers)} errors={errors}", flush=True)
     """)
 
+# closes first: ztunnel's client-side socket of each connection ends in TIME_WAIT
+GREETER_PY = textwrap.dedent("""\
+    import socket
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", 7100)); s.listen(128)
+    while True:
+        c, addr = s.accept()
+        c.sendall(b"hello " + addr[0].encode()); c.close()
+    """)
+
+# argv: host rounds; connects from ONE source port each time, prints the slowest connect
+REUSE_PY = textwrap.dedent("""\
+    import socket, sys, time
+    host, rounds = socket.gethostbyname(sys.argv[1]), int(sys.argv[2])
+    slowest, answers = 0.0, set()
+    for _ in range(rounds):
+        c = socket.socket(); c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        c.bind(("0.0.0.0", 45678)); c.settimeout(10)
+        t = time.monotonic(); c.connect((host, 7100)); slowest = max(slowest, time.monotonic() - t)
+        data = b""
+        while chunk := c.recv(100):
+            data += chunk
+        answers.add(data.decode()); c.close()
+    print(f"slowest={slowest:.3f} answers={sorted(answers)}", flush=True)
+    """)
+
 # argv: host port mode(plain|garbage); what a non-mesh attacker sends to 15008
 POKE_PY = textwrap.dedent("""\
     import socket, sys
@@ -146,6 +172,22 @@ def manifest(scripts: Path) -> str:
           containers:
           - {{name: s, image: python, command: ["{sys.executable}", "{scripts}/server.py"],
               readinessProbe: {{tcpSocket: {{port: 7000}}, periodSeconds: 1}}}}
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {{name: greeter, namespace: mesh}}
+        spec:
+          selector: {{app: greeter}}
+          ports: [{{name: tcp, port: 7100}}]
+        ---
+        apiVersion: v1
+        kind: Pod
+        metadata: {{name: greeter, namespace: mesh, labels: {{app: greeter}}}}
+        spec:
+          nodeName: node2
+          containers:
+          - {{name: s, image: python, command: ["{sys.executable}", "{scripts}/greeter.py"],
+              readinessProbe: {{tcpSocket: {{port: 7100}}, periodSeconds: 1}}}}
         """) + sleeper("alpha", "mesh", "alpha", "node1") + sleeper("beta", "mesh", "beta", "node1") \
         + sleeper("near", "mesh", "alpha", "node2") + sleeper("outsider", "plain", "default", "node1") \
         + sleeper("neighbour", "plain", "default", "node2")
@@ -155,7 +197,8 @@ def manifest(scripts: Path) -> str:
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     require_lab_machine()
     scripts = tmp_path_factory.mktemp("hbone")
-    for name, text in (("server.py", SERVER_PY), ("client.py", CLIENT_PY), ("poke.py", POKE_PY)):
+    for name, text in (("server.py", SERVER_PY), ("client.py", CLIENT_PY), ("poke.py", POKE_PY),
+                       ("greeter.py", GREETER_PY), ("reuse.py", REUSE_PY)):
         (scripts / name).write_text(text)
     os.chmod(scripts, 0o755)
     before_net, before_mounts = host_network_snapshot(), mounts()
@@ -363,3 +406,13 @@ def test_a_gigabyte_and_a_thousand_concurrent_connections_arrive_byte_exact(lab:
     opened = re.findall(r'istio_tcp_connections_opened_total\{[^}]*connection_security_policy="mutual_tls"[^}]*\} (\S+)',
                         metrics(lab, "node2"))
     assert sum(float(v) for v in opened) >= 2000
+
+
+@pytest.mark.parametrize("client", ["alpha", "near"])
+def test_a_source_port_reused_while_ztunnel_holds_it_in_time_wait_connects_at_once(lab: Lab, client: str) -> None:
+    """The server closes first, so ztunnel's socket facing the client ends in TIME_WAIT; the
+    client's next SYN from the same port must be accepted at once, not after a 1 s resend."""
+    out = lab.exec(f"mesh/{client}", sys.executable, f"{lab.scripts}/reuse.py", "greeter.mesh", "5").stdout  # type: ignore[attr-defined]
+    slowest = float(re.search(r"slowest=([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    assert slowest < 0.5, out
+    assert f"hello {pod_ip(lab, client)}" in out, out
