@@ -311,13 +311,13 @@ def lab(tmp: Path) -> Iterator[Steering]:
             (NODE, LISTEN_PORT, [sys.executable, "-c", PROXY, str(tmp / "access.log"), str(LISTEN_PORT), PREFIX],
              tmp / "proxy.out"),
         ]
+        log("compiling and loading the capture programs")
+        capture.load()  # before the proxy process adopts the pinned maps (two creators would race)
         for ns, port, cmd, out in starts:
             with out.open("w") as sink:
                 proc = subprocess.Popen(in_ns(ns, *cmd), cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
             procs.append(proc)
             wait_listening(ns, port, proc, Path(cmd[0]).name if cmd[0] != sys.executable else "ztunnel Proxy")
-        log("compiling and loading the capture programs")
-        capture.load()
         capture.enroll(CLIENT_IP, CLIENT_POD_ID)
         with entered(NODE):
             install_local_routing(capture.mark)
