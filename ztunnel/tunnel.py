@@ -201,6 +201,7 @@ class H2Link:
         self.draining = False
         self.failure: str | None = None
         self._wake = trio.Event()
+        self._out = bytearray()  # taken from the core by kick(), for the writer
         self._writing = False
         self._written = trio.Event()
         self._pings: dict[bytes, trio.Event] = {}
@@ -211,31 +212,58 @@ class H2Link:
     # -- writing -----------------------------------------------------------------------------------
 
     def kick(self) -> None:
-        """Have the writer task send what the core queued (never blocks: the reader uses it)."""
-        self._wake.set()
+        """Have the writer task send what the core queued (never blocks: the reader uses it).
+        Nothing queued (most window acknowledgements are below h2's threshold): no wake-up."""
+        data = self.core.data_to_send()
+        if data:
+            self._out += data
+            self._wake.set()
+
+    def _take(self) -> bytes:
+        data = self.core.data_to_send()
+        if self._out:
+            data, self._out = bytes(self._out) + data, bytearray()
+        return data
 
     async def flush(self) -> None:
-        """Queue what the core has for the writer task, then wait while it is writing: at most
-        one write in flight per connection, so a slow peer slows the streams' senders. The reader
-        never waits here (both peers waiting on full socket buffers would deadlock)."""
+        """Write what the core has queued, and return once it is written: directly from the
+        calling task when no write is in flight (no task switch on the request path), else
+        through the writer task. At most one write is in flight per connection, so a slow peer
+        slows the streams' senders. The reader never calls this (see :meth:`kick`): two peers
+        whose readers both waited on full socket buffers would deadlock."""
+        if not self._writing and not self.closed:
+            data = self._take()
+            if data:
+                await self._write(data)
+            else:
+                await trio.lowlevel.checkpoint()
+            return
         self._wake.set()
         while (self._writing or self._wake.is_set()) and not self.closed:
             await self._written.wait()  # returns once everything queued before this call is written
         await trio.lowlevel.checkpoint()
 
+    async def _write(self, data: bytes) -> None:
+        self._writing = True
+        try:
+            await self.transport.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self._fail(f"write failed: {exc or exc.__class__.__name__}")
+        finally:
+            self._writing = False
+            self._written.set()
+            self._written = trio.Event()
+
     async def _writer(self) -> None:
         while not self.closed:
             await self._wake.wait()
+            while self._writing and not self.closed:
+                await self._written.wait()  # a stream's task is writing directly
             self._wake = trio.Event()
-            data = self.core.data_to_send()
-            self._writing = True
-            try:
-                if data:
-                    await self.transport.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                self._fail(f"write failed: {exc or exc.__class__.__name__}")
-            finally:
-                self._writing = False
+            data = self._take()
+            if data:
+                await self._write(data)
+            else:
                 self._written.set()
                 self._written = trio.Event()
 
