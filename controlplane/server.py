@@ -311,6 +311,11 @@ def make_server(cp: ControlPlane) -> grpc.aio.Server:
         ("grpc.keepalive_time_ms", 10_000),
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.keepalive_permit_without_calls", 1),
+        # clients ping every 10 s (controlplane/api/client.py) on streams that may carry no
+        # data for minutes; the server's default (5 min between data-less pings) answered them
+        # with GOAWAY "too_many_pings" and every subscriber reconnected for a full push
+        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+        ("grpc.http2.max_ping_strikes", 0),
     ])
     handlers = {
         "Subscribe": grpc.stream_stream_rpc_method_handler(

@@ -201,7 +201,8 @@ class Inbound:
                 async with upstream:
                     await self._splice_registered(conn, flow, client, upstream)
                 if outbound is not None:
-                    outbound.sent, outbound.received, outbound.flags = flow.sent, flow.received, flow.flags
+                    outbound.sent, outbound.received = flow.sent, flow.received
+                    outbound.flags, outbound.error = flow.flags, flow.error
             finally:
                 self.recorder.closed(flow, opened)
         finally:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import trio
 
-CHUNK = 256 * 1024
+CHUNK = 1024 * 1024
 
 
 @dataclass(slots=True)

@@ -27,7 +27,7 @@ from ztunnel.hbone import HboneCore, HboneError
 
 log = logging.getLogger("ztunnel.hbone")
 
-READ_CHUNK = 256 * 1024
+READ_CHUNK = 1024 * 1024
 
 
 class TunnelRefused(HboneError):
