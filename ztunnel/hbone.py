@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import binascii
 import ipaddress
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -45,6 +46,51 @@ def _short_hex(data: bytes | None) -> str:
 
 
 hyperframe.frame._raw_data_repr = _short_hex
+
+class _H2Connection(h2.connection.H2Connection):
+    """h2's connection with large DATA payloads kept out of its byte buffer. h2 serializes every
+    frame into one ``bytearray`` (``_prepare_for_sending``, internal but unchanged since h2 3)
+    and :meth:`data_to_send` copies that again: six copies of each payload in all, the largest
+    user-space cost of a bulk transfer. Here a DATA frame of :data:`_ZERO_COPY_MIN` bytes or
+    more becomes two segments — its 9-byte header and the payload object itself — after what
+    was queued before it; :meth:`take_segments` hands them out in order."""
+
+    def __init__(self, config: h2.config.H2Configuration) -> None:
+        super().__init__(config=config)
+        self._segments: list[bytes] = []
+
+    def _prepare_for_sending(self, frames: list[hyperframe.frame.Frame]) -> None:
+        for frame in frames:
+            data = getattr(frame, "data", None)
+            if (isinstance(frame, hyperframe.frame.DataFrame) and isinstance(data, bytes)
+                    and len(data) >= _ZERO_COPY_MIN and "PADDED" not in frame.flags):
+                if self._data_to_send:
+                    self._segments.append(bytes(self._data_to_send))
+                    self._data_to_send = bytearray()
+                frame.body_len = len(data)
+                flags = 0x1 if "END_STREAM" in frame.flags else 0
+                self._segments.append(_DATA_HEADER.pack(len(data) >> 8, len(data) & 0xFF, 0x0, flags,
+                                                        frame.stream_id & 0x7FFFFFFF))
+                self._segments.append(data)
+            else:
+                self._data_to_send += frame.serialize()
+
+    def take_segments(self) -> list[bytes]:
+        out = self._segments
+        self._segments = []
+        if self._data_to_send:
+            out.append(bytes(self._data_to_send))
+            self._data_to_send = bytearray()
+        return out
+
+    def data_to_send(self, amount: int | None = None) -> bytes:
+        if amount is not None:
+            raise NotImplementedError("HboneCore takes all queued bytes at once")
+        return b"".join(self.take_segments())
+
+
+_ZERO_COPY_MIN = 16 * 1024
+_DATA_HEADER = struct.Struct(">HBBBL")  # hyperframe's frame header layout
 
 STREAM_WINDOW = 4 * 1024 * 1024
 CONNECTION_WINDOW = 16 * 1024 * 1024
@@ -165,7 +211,7 @@ class HboneCore:
     def __init__(self, *, client: bool) -> None:
         self.client = client
         config = h2.config.H2Configuration(client_side=client, header_encoding=None)
-        self._h2 = h2.connection.H2Connection(config=config)
+        self._h2 = _H2Connection(config)
         self._h2.local_settings = h2.settings.Settings(client=client, initial_values={
             h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
             h2.settings.SettingCodes.MAX_FRAME_SIZE: MAX_FRAME,
@@ -208,14 +254,19 @@ class HboneCore:
             return 0
 
     def send(self, stream_id: int, data: bytes | memoryview) -> int:
-        """Queue as much of ``data`` as the flow-control windows allow; returns the count taken."""
+        """Queue as much of ``data`` as the flow-control windows allow; returns the count taken.
+        A ``bytes`` block that fits in one frame is queued as is (no copy)."""
         window = self.send_window(stream_id)
         frame = self._h2.max_outbound_frame_size
+        if isinstance(data, bytes) and len(data) <= min(window, frame):
+            if data:
+                self._h2.send_data(stream_id, data)
+            return len(data)
         taken = 0
         view = memoryview(data)
         while taken < len(view) and window > 0:
             n = min(window, frame, len(view) - taken)
-            self._h2.send_data(stream_id, view[taken:taken + n])
+            self._h2.send_data(stream_id, view[taken:taken + n].tobytes())
             taken += n
             window -= n
         return taken
@@ -254,10 +305,17 @@ class HboneCore:
         self._extra += frame.serialize()
 
     def data_to_send(self) -> bytes:
-        data = self._h2.data_to_send()
+        """Everything queued, as one block (copies; the driver uses :meth:`take_segments`)."""
+        return b"".join(self.take_segments())
+
+    def take_segments(self) -> list[bytes]:
+        """Everything queued, in order, as blocks to write one after the other (large DATA
+        payloads are the caller's own objects, not copies)."""
+        out = self._h2.take_segments()
         if self._extra:
-            data, self._extra = data + self._extra, b""
-        return data
+            out.append(self._extra)
+            self._extra = b""
+        return out
 
     @property
     def open_streams(self) -> int:

@@ -201,7 +201,7 @@ class H2Link:
         self.draining = False
         self.failure: str | None = None
         self._wake = trio.Event()
-        self._out = bytearray()  # taken from the core by kick(), for the writer
+        self._out: list[bytes] = []  # taken from the core by kick(), for the writer
         self._writing = False
         self._written = trio.Event()
         self._pings: dict[bytes, trio.Event] = {}
@@ -214,16 +214,16 @@ class H2Link:
     def kick(self) -> None:
         """Have the writer task send what the core queued (never blocks: the reader uses it).
         Nothing queued (most window acknowledgements are below h2's threshold): no wake-up."""
-        data = self.core.data_to_send()
-        if data:
-            self._out += data
+        segments = self.core.take_segments()
+        if segments:
+            self._out += segments
             self._wake.set()
 
-    def _take(self) -> bytes:
-        data = self.core.data_to_send()
+    def _take(self) -> list[bytes]:
+        segments = self.core.take_segments()
         if self._out:
-            data, self._out = bytes(self._out) + data, bytearray()
-        return data
+            segments, self._out = self._out + segments, []
+        return segments
 
     async def flush(self) -> None:
         """Write what the core has queued, and return once it is written: directly from the
@@ -243,10 +243,20 @@ class H2Link:
             await self._written.wait()  # returns once everything queued before this call is written
         await trio.lowlevel.checkpoint()
 
-    async def _write(self, data: bytes) -> None:
+    async def _write(self, segments: list[bytes]) -> None:
         self._writing = True
         try:
-            await self.transport.send_all(data)
+            small: list[bytes] = []
+            for segment in segments:  # small ones coalesced; large DATA payloads written as they are
+                if len(segment) < 65536:
+                    small.append(segment)
+                    continue
+                if small:
+                    await self.transport.send_all(b"".join(small))
+                    small = []
+                await self.transport.send_all(segment)
+            if small:
+                await self.transport.send_all(b"".join(small))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self._fail(f"write failed: {exc or exc.__class__.__name__}")
         finally:

@@ -193,3 +193,20 @@ def test_goaway_drains_instead_of_closing_and_is_found_across_reads() -> None:
     assert c.send(sid, b"client still sends") == 18
     server, _ = exchange(c, s)
     assert b"".join(e.data for e in server if isinstance(e, Data)) == b"a" * 100 + b"client still sends"
+
+
+def test_large_data_blocks_are_queued_without_copies_and_in_order() -> None:
+    c, s = pair()
+    sid = c.connect("10.0.0.1:80")
+    exchange(c, s)
+    s.respond(sid, 200)
+    exchange(c, s)
+    payload = bytes(range(256)) * 800  # 200 KiB: one frame
+    assert c.send(sid, b"small first") == 11
+    assert c.send(sid, payload) == len(payload)
+    c.end(sid)
+    segments = c.take_segments()
+    assert any(segment is payload for segment in segments)  # the caller's own object, not a copy
+    events = s.receive(b"".join(segments))
+    assert b"".join(e.data for e in events if isinstance(e, Data)) == b"small first" + payload
+    assert EndOfStream(sid) in events
