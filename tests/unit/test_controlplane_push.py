@@ -259,6 +259,12 @@ def test_restart_subscribers_keep_config_reconnect_and_converge(tmp_path: Path) 
         rec.wait_for(lambda u: service_of(u, "keep") is not None)
         vip = service_of(rec.updates[-1][1], "keep").addresses[0]  # type: ignore[union-attr]
         first.shutdown()
+        # gRPC removes a unix socket's file when its listener shuts down, at times after
+        # server.stop() returned: wait for that, or it could remove the second server's file
+        sock = Path(first.target.removeprefix("unix://"))
+        deadline = time.monotonic() + 5
+        while sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
         time.sleep(0.5)
         assert not sub.connected.is_set()
         assert any(n.endswith("keep.default.svc.cluster.local") for n in sub.resources)  # still held
