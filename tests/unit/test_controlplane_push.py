@@ -4,6 +4,7 @@ ACK/NACK, restart with persisted state, and bad input. No root needed."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import statistics
 import textwrap
 import threading
@@ -250,6 +251,7 @@ def test_nack_keeps_the_last_good_config_and_is_visible_in_proxy_status(server: 
 
 def test_restart_subscribers_keep_config_reconnect_and_converge(tmp_path: Path) -> None:
     first = start_server(tmp_path)
+    target = first.target
     stub = Stub(first.target)
     apply(stub, svc("keep"))
     report(stub)
@@ -259,9 +261,13 @@ def test_restart_subscribers_keep_config_reconnect_and_converge(tmp_path: Path) 
         rec.wait_for(lambda u: service_of(u, "keep") is not None)
         vip = service_of(rec.updates[-1][1], "keep").addresses[0]  # type: ignore[union-attr]
         first.shutdown()
-        # gRPC removes a unix socket's file when its listener shuts down, at times after
-        # server.stop() returned: wait for that, or it could remove the second server's file
-        sock = Path(first.target.removeprefix("unix://"))
+        # gRPC removes a unix socket's file when its listener is destroyed, which for an aio
+        # server can be whenever the garbage collector gets to it: collect now, and wait for the
+        # file to go, or it could remove the second server's file (a restart in one process
+        # happens only in tests; a real control plane restarts as a new process)
+        del first
+        gc.collect()
+        sock = Path(target.removeprefix("unix://"))
         deadline = time.monotonic() + 5
         while sock.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
