@@ -278,6 +278,8 @@ def _tls_error(exc: BaseException) -> str:
     if isinstance(exc, trio.TooSlowError):
         return f"TLS handshake did not finish in {HANDSHAKE_TIMEOUT_S:g} s"
     cause = exc.__cause__ or exc
+    if isinstance(cause, ssl.SSLCertVerificationError) and cause.verify_message:
+        return f"TLS handshake failed: {cause.reason}: the client's certificate: {cause.verify_message}"
     if isinstance(cause, ssl.SSLError):
         return f"TLS handshake failed: {cause.reason or cause}"
     return f"TLS handshake failed: {cause}"
