@@ -16,7 +16,8 @@ SANS_IO = [
     "controlplane/translate.py", "controlplane/store.py", "meshctl/lab/cluster.py",
     "meshctl/lab/kubeproxy.py", "meshctl/lab/naming.py", "ztunnel/state.py", "ztunnel/policy.py",
     "ztunnel/identity_core.py", "ztunnel/dump.py", "controlplane/ca/identity.py", "controlplane/ca/csr.py",
-    "controlplane/ca/signer.py",
+    "controlplane/ca/signer.py", "waypoint/routes.py",
+    "waypoint/jwt.py", "waypoint/destinations.py",
 ]
 
 
