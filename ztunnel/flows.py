@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field, replace
 
 from ztunnel.metrics import ConnectionLabels, Metrics
+from ztunnel.policy import Verdict
 from ztunnel.state import Workload
 
 access_log = logging.getLogger("ztunnel.access")
@@ -41,6 +42,11 @@ class Flow:
 
     def fail(self, flags: str, error: str) -> None:
         self.flags, self.error = flags, error
+
+    def deny(self, verdict: Verdict, why: str = "") -> None:
+        """Refused by policy: flag ``RBAC``, the reason and the deciding policy."""
+        self.fail("RBAC", f"{why}{verdict.reason}")
+        self.policy = verdict.policy
 
     def labels(self) -> ConnectionLabels:
         src, dst = self.source, self.destination

@@ -318,10 +318,6 @@ class HboneCore:
         return out
 
     @property
-    def open_streams(self) -> int:
-        return self._h2.open_outbound_streams if self.client else self._h2.open_inbound_streams
-
-    @property
     def peer_max_streams(self) -> int:
         return int(self._h2.remote_settings.max_concurrent_streams)
 

@@ -34,8 +34,8 @@ import trio
 
 from ztunnel.flows import Flow, Recorder
 from ztunnel.identity import Identity, IdentityError, IdentityManager, peer_identity
-from ztunnel.policy import Connection, check
-from ztunnel.sockets import connect_as, original_destination, peer
+from ztunnel.policy import Connection, check, recheck
+from ztunnel.sockets import connect_upstream, failure_reason, original_destination, peer
 from ztunnel.splice import splice
 from ztunnel.state import ProxyState, Workload
 from ztunnel.tls import handshake
@@ -44,7 +44,6 @@ from ztunnel.tunnel import H2Link, Request
 log = logging.getLogger("ztunnel.inbound")
 
 HANDSHAKE_TIMEOUT_S = 10.0
-CONNECT_TIMEOUT_S = 10.0
 
 
 @dataclass(slots=True)
@@ -130,18 +129,16 @@ class Inbound:
         conn = Connection(principal, source_ip, w, req.host, req.port)
         verdict = check(state, conn)
         if not verdict.allowed:
-            flow.fail("RBAC", verdict.reason)
-            flow.policy = verdict.policy
+            flow.deny(verdict)
             await req.reject(401)
             self.recorder.closed(flow)
             return
         opened = self.recorder.opened(flow)
         try:
             try:
-                with trio.fail_after(CONNECT_TIMEOUT_S):
-                    upstream = await connect_as(source_ip, target)
+                upstream = await connect_upstream(source_ip, target)
             except (OSError, trio.TooSlowError) as exc:
-                flow.fail("UF", getattr(exc, "strerror", None) or exc.__class__.__name__)
+                flow.fail("UF", failure_reason(exc))
                 await req.reject(503)
                 return
             async with upstream:
@@ -181,8 +178,7 @@ class Inbound:
         out_opened = self.recorder.opened(outbound) if outbound is not None else None
         try:
             if not verdict.allowed:
-                flow.fail("RBAC", verdict.reason)
-                flow.policy = verdict.policy
+                flow.deny(verdict)
                 if outbound is not None:
                     outbound.fail("RBAC", verdict.reason)
                 log.info("inbound %s:%d -> %s:%d denied: %s", *flow.src, *flow.dst, verdict.reason)
@@ -191,10 +187,9 @@ class Inbound:
             opened = self.recorder.opened(flow)
             try:
                 try:
-                    with trio.fail_after(CONNECT_TIMEOUT_S):
-                        upstream = await connect_as(conn.source_ip, (conn.destination_ip, conn.destination_port))
+                    upstream = await connect_upstream(conn.source_ip, (conn.destination_ip, conn.destination_port))
                 except (OSError, trio.TooSlowError) as exc:
-                    flow.fail("UF", getattr(exc, "strerror", None) or exc.__class__.__name__)
+                    flow.fail("UF", failure_reason(exc))
                     if outbound is not None:
                         outbound.fail("UF", flow.error)
                     return
@@ -230,22 +225,16 @@ class Inbound:
 
     def recheck(self, state: ProxyState) -> int:
         """Close the open connections ``state``'s policies no longer allow; returns how many."""
-        closed = 0
-        for entry in list(self._open.values()):
-            w = state.by_ip.get(entry.conn.destination_ip)
-            if w is None:
-                continue
-            conn = Connection(entry.conn.source_principal, entry.conn.source_ip, w, entry.conn.destination_ip,
-                              entry.conn.destination_port)
-            verdict = check(state, conn)
-            if not verdict.allowed:
-                entry.flow.fail("RBAC", f"closed after a policy change: {verdict.reason}")
-                entry.flow.policy = verdict.policy
-                entry.scope.cancel()
-                closed += 1
-        if closed:
-            log.info("policy change closed %d open connection(s)", closed)
-        return closed
+        entries = list(self._open.values())
+        by_conn = {id(e.conn): e for e in entries}
+        denied = recheck(state, [e.conn for e in entries])
+        for conn, verdict in denied:
+            entry = by_conn[id(conn)]
+            entry.flow.deny(verdict, "closed after a policy change: ")
+            entry.scope.cancel()
+        if denied:
+            log.info("policy change closed %d open connection(s)", len(denied))
+        return len(denied)
 
     async def drain(self, timeout_s: float) -> None:
         async with trio.open_nursery() as nursery:

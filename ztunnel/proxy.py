@@ -30,7 +30,13 @@ from ztunnel.flows import Flow, Recorder
 from ztunnel.hbone import HboneError, format_authority
 from ztunnel.identity import Identity, IdentityError, IdentityManager, peer_identity
 from ztunnel.metrics import Metrics
-from ztunnel.sockets import connect_as, original_destination, peer
+from ztunnel.sockets import (
+    CONNECT_TIMEOUT_S,
+    connect_as,
+    failure_reason,
+    original_destination,
+    peer,
+)
 from ztunnel.splice import splice
 from ztunnel.state import ProxyState, Workload
 from ztunnel.tls import handshake
@@ -41,7 +47,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ztunnel.proxy")
 
-CONNECT_TIMEOUT_S = 10.0
 HBONE_PORT = 15008
 
 
@@ -123,39 +128,30 @@ class Proxy:
         self.identities = identities
         self.inbound = inbound
         self.pool = Pool(self._dial)
-        self.active = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The connection pool's home; run before serving HBONE destinations."""
         await self.pool.run(task_status=task_status)
 
-    async def serve(self, listener: trio.SocketListener, direction: str = "outbound") -> None:
-        if direction == "outbound":
-            await trio.serve_listeners(self.handle, [listener])
-        else:
-            assert self.inbound is not None
-            await trio.serve_listeners(self.inbound.handle_plaintext, [listener])
+    async def serve(self, listener: trio.SocketListener) -> None:
+        await trio.serve_listeners(self.handle, [listener])
 
     async def handle(self, client: trio.SocketStream) -> None:
         src, dst = peer(client), original_destination(client)
         d = decide(self._state(), self.node, src, dst, hbone_port=self.hbone_port)
         flow = Flow("outbound", src, dst, source=d.source, destination=d.destination_workload, service=d.service,
                     endpoint=d.destination, via=d.via, mtls=d.via in ("hbone", "waypoint", "local"))
-        self.active += 1
-        try:
-            async with client:
-                if d.via == "local" and self.inbound is not None:
-                    assert d.source is not None and d.destination is not None and d.destination_workload is not None
-                    await self.inbound.deliver(client, flow, d.source.identity, src[0], d.destination_workload,
-                                               d.destination)
-                    return
-                opened = self.recorder.opened(flow)
-                try:
-                    await self._forward(client, d, flow)
-                finally:
-                    self.recorder.closed(flow, opened)
-        finally:
-            self.active -= 1
+        async with client:
+            if d.via == "local" and self.inbound is not None:
+                assert d.source is not None and d.destination is not None and d.destination_workload is not None
+                await self.inbound.deliver(client, flow, d.source.identity, src[0], d.destination_workload,
+                                           d.destination)
+                return
+            opened = self.recorder.opened(flow)
+            try:
+                await self._forward(client, d, flow)
+            finally:
+                self.recorder.closed(flow, opened)
 
     async def _forward(self, client: trio.SocketStream, d: Decision, flow: Flow) -> None:
         src = flow.src
@@ -171,7 +167,7 @@ class Proxy:
                 else:
                     upstream = await connect_as(src[0], d.destination)
         except (OSError, trio.TooSlowError, HboneError, IdentityError, trio.BrokenResourceError) as exc:
-            why = _why(exc)
+            why = failure_reason(exc)
             flow.fail("UF", why)
             log.warning("outbound %s:%d -> %s:%d via %s: cannot connect upstream: %s", *src, *flow.dst, d.via, why)
             return
@@ -225,14 +221,3 @@ _STATUS_MEANING = {400: "(bad request)", 401: "(denied by policy)", 503: "(desti
 def _baggage(w: Workload) -> str:
     return (f"k8s.cluster.name=Kubernetes,k8s.namespace.name={w.namespace},k8s.pod.name={w.name},"
             f"service.name={w.name},service.version=latest")
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, trio.TooSlowError):
-        return f"timed out after {CONNECT_TIMEOUT_S:g} s"
-    if isinstance(exc, trio.BrokenResourceError) and exc.__cause__ is not None:
-        return f"TLS: {exc.__cause__}"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or exc.__class__.__name__
-

@@ -15,6 +15,7 @@ import trio
 
 LISTEN_BACKLOG = 4096
 ZTUNNEL_MARK = 0x539
+CONNECT_TIMEOUT_S = 10.0
 
 
 class SocketSetupError(OSError):
@@ -57,6 +58,24 @@ async def connect_as(source_ip: str | None, destination: tuple[str, int]) -> tri
         sock.close()
         raise
     return trio.SocketStream(sock)
+
+
+async def connect_upstream(source_ip: str | None, destination: tuple[str, int]) -> trio.SocketStream:
+    """:func:`connect_as` within :data:`CONNECT_TIMEOUT_S`; raises ``OSError`` or
+    ``trio.TooSlowError`` (describe either with :func:`failure_reason`)."""
+    with trio.fail_after(CONNECT_TIMEOUT_S):
+        return await connect_as(source_ip, destination)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """Why a connection could not be made, for logs and access-log ``error=`` fields."""
+    if isinstance(exc, trio.TooSlowError):
+        return f"timed out after {CONNECT_TIMEOUT_S:g} s"
+    if isinstance(exc, trio.BrokenResourceError) and exc.__cause__ is not None:
+        return f"TLS: {exc.__cause__}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or exc.__class__.__name__
 
 
 def original_destination(stream: trio.SocketStream) -> tuple[str, int]:

@@ -93,7 +93,7 @@ PROXY = textwrap.dedent("""\
             Capture(sys.argv[3]).set_listener("outbound", listener.socket.fileno())
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(proxy.serve, listener, "outbound")
+                nursery.start_soon(proxy.serve, listener)
                 async for _ in signals:
                     nursery.cancel_scope.cancel()
     trio.run(main)
