@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +23,23 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
 MESHCTL = [sys.executable, "-m", "meshctl.cli"]
+
+# A TCP server for lab tests (port 7000): reads to EOF, answers "<peer ip> <bytes> <sha256>".
+HASHER_PY = textwrap.dedent("""\
+    import hashlib, socket, threading
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", 7000)); s.listen(4096)
+    def serve(c, addr):
+        with c:
+            c.settimeout(60)
+            h = hashlib.sha256(); n = 0
+            while data := c.recv(1 << 20):
+                h.update(data); n += len(data)
+            c.sendall(f"{addr[0]} {n} {h.hexdigest()}".encode())
+    while True:
+        c, addr = s.accept()
+        threading.Thread(target=serve, args=(c, addr), daemon=True).start()
+    """)
 
 
 def require_lab_machine() -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.lab.conftest import (
+    HASHER_PY,
     Lab,
     host_network_snapshot,
     lab_down_and_check_clean,
@@ -27,21 +28,6 @@ from tests.lab.conftest import (
 
 pytestmark = pytest.mark.lab
 
-SERVER_PY = textwrap.dedent("""\
-    import hashlib, socket, threading
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", 7000)); s.listen(4096)
-    def serve(c, addr):
-        with c:
-            c.settimeout(60)
-            h = hashlib.sha256(); n = 0
-            while data := c.recv(262144):
-                h.update(data); n += len(data)
-            c.sendall(f"{addr[0]} {n} {h.hexdigest()}".encode())
-    while True:
-        c, addr = s.accept()
-        threading.Thread(target=serve, args=(c, addr), daemon=True).start()
-    """)
 
 CLIENT_PY = textwrap.dedent("""\
     import concurrent.futures, hashlib, os, socket, sys
@@ -138,7 +124,7 @@ def manifest(script_dir: Path) -> str:
 def capture_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     require_lab_machine()
     scripts = tmp_path_factory.mktemp("capture")
-    (scripts / "server.py").write_text(SERVER_PY)
+    (scripts / "server.py").write_text(HASHER_PY)
     (scripts / "client.py").write_text(CLIENT_PY)
     (scripts / "hold.py").write_text(HOLD_PY)
     os.chmod(scripts, 0o755)

@@ -20,6 +20,7 @@ import pytest
 
 from tests.lab.conftest import (
     FIXTURES,
+    HASHER_PY,
     Lab,
     host_network_snapshot,
     lab_down_and_check_clean,
@@ -33,21 +34,6 @@ pytestmark = pytest.mark.lab
 NAME = "mlhb"
 MARKER = b"MESH-CLEARTEXT-MARKER-"
 
-SERVER_PY = textwrap.dedent("""\
-    import hashlib, socket, threading
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", 7000)); s.listen(4096)
-    def serve(c, addr):
-        with c:
-            c.settimeout(120)
-            h = hashlib.sha256(); n = 0
-            while data := c.recv(1 << 20):
-                h.update(data); n += len(data)
-            c.sendall(f"{addr[0]} {n} {h.hexdigest()}".encode())
-    while True:
-        c, addr = s.accept()
-        threading.Thread(target=serve, args=(c, addr), daemon=True).start()
-    """)
 
 # argv: host count parallel size [marker]; prints "DONE n ok=k failed=f peers=..." and never
 # raises: a refused connection is counted, with its error, not a crash.
@@ -197,7 +183,7 @@ def manifest(scripts: Path) -> str:
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     require_lab_machine()
     scripts = tmp_path_factory.mktemp("hbone")
-    for name, text in (("server.py", SERVER_PY), ("client.py", CLIENT_PY), ("poke.py", POKE_PY),
+    for name, text in (("server.py", HASHER_PY), ("client.py", CLIENT_PY), ("poke.py", POKE_PY),
                        ("greeter.py", GREETER_PY), ("reuse.py", REUSE_PY)):
         (scripts / name).write_text(text)
     os.chmod(scripts, 0o755)

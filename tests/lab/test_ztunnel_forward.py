@@ -45,7 +45,7 @@ PROXY = textwrap.dedent("""\
         listener = trio.SocketListener(transparent_listener(15001))
         with trio.open_signal_receiver(signal.SIGTERM) as signals, trio.move_on_after(float(sys.argv[1])):
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(proxy.serve, listener, "outbound")
+                nursery.start_soon(proxy.serve, listener)
                 print("READY", flush=True)
                 async for _ in signals:
                     nursery.cancel_scope.cancel()
