@@ -169,10 +169,18 @@ class ProxyState:
     authorizations: Mapping[str, Policy] = field(default_factory=dict)  # by "namespace/name"
     # GLOBAL policy keys under "", NAMESPACE policy keys under their namespace
     policies_by_namespace: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # service key -> the workloads selecting it, by uid (endpoint lookups are per connection)
+    members: Mapping[str, tuple[Workload, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.by_ip and self.workloads:
             object.__setattr__(self, "by_ip", {ip: w for w in self.workloads.values() for ip in w.addresses})
+        if not self.members and self.workloads:
+            members: dict[str, list[Workload]] = {}
+            for w in sorted(self.workloads.values(), key=lambda w: w.uid):
+                for key in w.services:
+                    members.setdefault(key, []).append(w)
+            object.__setattr__(self, "members", {key: tuple(ws) for key, ws in members.items()})
         if not self.policies_by_namespace and self.authorizations:
             index: dict[str, list[str]] = {}
             for key in sorted(self.authorizations):
@@ -192,11 +200,11 @@ class ProxyState:
     def endpoints(self, service: Service, port: int) -> list[tuple[Workload, int]]:
         """Healthy workloads behind ``service`` with the target port for ``port``."""
         out = []
-        for w in self.workloads.values():
-            target = w.services.get(service.key, {}).get(port)
+        for w in self.members.get(service.key, ()):
+            target = w.services[service.key].get(port)
             if target is not None and w.healthy and w.addresses:
                 out.append((w, target))
-        return sorted(out, key=lambda e: e[0].uid)
+        return out
 
     def local_identities(self, node: str) -> set[str]:
         """Identities of the enrolled workloads running on ``node``."""
