@@ -38,6 +38,8 @@ USE_WAYPOINT = "istio.io/use-waypoint"
 USE_WAYPOINT_NAMESPACE = "istio.io/use-waypoint-namespace"
 WAYPOINT_FOR = "istio.io/waypoint-for"
 WAYPOINT_CLASS = "istio-waypoint"
+MANAGED_BY = "gateway.istio.io/managed"
+MANAGED_WAYPOINT = "istio.io-mesh-controller"
 STRICT = "STRICT"
 PERMISSIVE = "PERMISSIVE"
 # Kinds a workload resource depends on, per namespace (its own and the root namespace).
@@ -351,7 +353,11 @@ def _waypoint_for(
     waypoints: Mapping[tuple[str, str], Any], store: StoreSnapshot, what: str,
 ) -> pb.GatewayAddress | None:
     """The waypoint a service or workload uses (``istio.io/use-waypoint`` on it, else on its
-    namespace; ``none`` opts out), if that waypoint serves this kind of traffic."""
+    namespace; ``none`` opts out), if that waypoint serves this kind of traffic. A waypoint's
+    own Service and pods never have one (Istio's ambient ``waypoints.go``: "This is a waypoint,
+    so it cannot have a waypoint")."""
+    if labels.get(MANAGED_BY) == MANAGED_WAYPOINT:
+        return None
     name = labels.get(USE_WAYPOINT)
     wp_ns = labels.get(USE_WAYPOINT_NAMESPACE, namespace) if name else None
     if name is None:

@@ -237,7 +237,24 @@ class ControlPlane:
         if what == "subscribers":
             return {"subscribers": [json_format.MessageToDict(s.status()) for s in self.subscribers.values()],
                     "builds": self.builds}
-        return {"error": f"unknown dump {what!r}; choose config, index or subscribers"}
+        if what.startswith("view:"):
+            return self.view_dump(what.removeprefix("view:"))
+        return {"error": f"unknown dump {what!r}; choose config, index, subscribers or view:<view name>"}
+
+    def view_dump(self, view: str) -> dict[str, Any]:
+        """One view of the latest snapshot (``ztunnel``, ``kubelet``, ``waypoint/<ns>/<name>``):
+        its resources as JSON (as ``index`` shows them), with the config version it reflects."""
+        from google.protobuf import json_format
+
+        latest = self.book.latest
+        version = latest.version if latest else 0
+        resources = latest.views.get(view) if latest else None
+        if resources is None:
+            return {"error": f"no view {view!r} at config version {version}", "version": version,
+                    "views": sorted(latest.views) if latest else []}
+        return {"version": version, "view": view, "resources": {
+            name: json_format.MessageToDict(pb.Resource.FromString(data)) for name, data in sorted(resources.items())
+        }}
 
     # --- watched folders -------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from meshctl import configcmds, observe, proxyconfig, ztunnelconfig
+from meshctl import configcmds, observe, proxyconfig, waypointcmds, ztunnelconfig
 from meshctl.lab import commands as lab_commands
 
 
@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     proxyconfig.add_parser(sub)
     ztunnelconfig.add_parser(sub)
     observe.add_parsers(sub)
+    waypointcmds.add_parser(sub)
     return parser
 
 
@@ -32,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
         return ztunnelconfig.run(args)
     if args.command in ("metrics", "access-log"):
         return observe.run(args)
+    if args.command == "waypoint":
+        return waypointcmds.run(args)
     raise AssertionError(f"unhandled command {args.command}")
 
 

@@ -1,5 +1,6 @@
 """Which program the lab runs for a container: its own ``command``/``args``, or a built-in
-app standing in for a well-known image (Istio's Bookinfo images), as a container runtime
+app standing in for a well-known image (Istio's Bookinfo images, and the waypoint image the
+control plane's waypoint controller deploys: ``python -m waypoint``), as a container runtime
 would run the image's entrypoint.
 
 Raises :class:`ImageError` for a container with no command whose image the lab does not know.
@@ -12,6 +13,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from controlplane.gatewaydeploy import HBONE_PORT, WAYPOINT_IMAGE
 from controlplane.k8s.objects import Container
 
 
@@ -26,6 +28,10 @@ class BuiltinImage:
     # Built-in apps listen on this port; the lab probes it for readiness (like an image's
     # HEALTHCHECK) when the manifest declares no readinessProbe.
     port: int | None = None
+    # The lab gives the container the control plane's address and its node's credential
+    # (MESH_CONTROLPLANE, MESH_CREDENTIAL_FILE): the waypoint follows the control plane and
+    # gets its certificate from the CA with the node's credential, as the node's ztunnel does.
+    controlplane_access: bool = False
 
 
 _BOOKINFO = re.compile(r"(^|/)examples-bookinfo-(productpage|details|reviews|ratings)-(v\d+)(:[^/]*)?$")
@@ -36,8 +42,13 @@ _REVIEWS_ENV = {
 }
 
 
+WAYPOINT = BuiltinImage(module="waypoint", port=HBONE_PORT, controlplane_access=True)
+
+
 def builtin_for(image: str) -> BuiltinImage | None:
     """The built-in app that stands in for ``image``, if any."""
+    if image.split("@", 1)[0] == WAYPOINT_IMAGE:
+        return WAYPOINT
     m = _BOOKINFO.search(image.split("@", 1)[0])
     if m is None:
         return None

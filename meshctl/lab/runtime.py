@@ -24,7 +24,8 @@ from controlplane.k8s.objects import Container, ExecAction, HTTPGetAction, Probe
 from meshctl.lab import netlab
 from meshctl.lab.cluster import ContainerStatus, PodRecord
 from meshctl.lab.config import MAX_GRACE_PERIOD_S, LabConfig
-from meshctl.lab.images import ImageError, argv_for
+from meshctl.lab.images import BuiltinImage, ImageError, argv_for
+from meshctl.lab.kubelet import controlplane_target, node_credential_file
 from meshctl.lab.naming import NodeAddressing
 
 log = logging.getLogger("meshctl.lab.runtime")
@@ -40,6 +41,16 @@ def backoff_delay(cfg: LabConfig, restarts: int) -> float:
         return 0.0
     delay: float = cfg.restart_backoff_s * 2.0 ** (restarts - 2)
     return min(delay, cfg.restart_backoff_max_s)
+
+
+def lab_environment(cfg: LabConfig, node: str, builtin: BuiltinImage | None) -> dict[str, str]:
+    """What the lab adds to a built-in image's environment: for the waypoint, the control
+    plane's address and the credential file of the pod's node (the container's own ``env``
+    still wins)."""
+    if builtin is None or not builtin.controlplane_access:
+        return {}
+    return {"MESH_CONTROLPLANE": controlplane_target(cfg),
+            "MESH_CREDENTIAL_FILE": str(node_credential_file(cfg, node))}
 
 
 def log_dir(cfg: LabConfig, pod: PodRecord) -> Path:
@@ -110,7 +121,7 @@ class PodRuntime:
             return
         probe = container.readiness_probe
         implicit_port = builtin.port if (builtin and probe is None) else None
-        env = self._environment(container, image_env)
+        env = self._environment(container, image_env, builtin)
         path = self.logs / f"{container.name}.log"
         async with trio.open_nursery() as nursery:
             if probe is not None or implicit_port is not None:
@@ -173,7 +184,9 @@ class PodRuntime:
         self._update_phase()
         return code
 
-    def _environment(self, container: Container, image_env: dict[str, str]) -> dict[str, str]:
+    def _environment(
+        self, container: Container, image_env: dict[str, str], builtin: BuiltinImage | None = None
+    ) -> dict[str, str]:
         pod = self.pod
         env = {
             "PATH": os.environ.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
@@ -182,6 +195,7 @@ class PodRuntime:
             "PYTHONUNBUFFERED": "1",
             "KUBERNETES_SERVICE_HOST": "",
             **image_env,
+            **lab_environment(self.cfg, pod.node, builtin),
         }
         fields = {
             "metadata.name": pod.name,
