@@ -1,13 +1,34 @@
 """Istio and Gateway API objects → the data plane's resources (pure), plugged into the index:
 
-- ``AuthorizationPolicy`` → ``Authorization`` in the ``ztunnel`` view (policies with a
-  ``selector`` are WORKLOAD_SELECTOR scoped, those in the root namespace without one GLOBAL,
-  others NAMESPACE). Policies with ``targetRef(s)`` bind to a waypoint or service and go to the
-  waypoint views instead, as Istio applies them there. CUSTOM policies are not supported yet and
-  are left out (a ztunnel would otherwise allow what an external authorizer might deny).
-  HTTP-only attributes are kept (waypoints use them); ztunnel decides what they mean at L4
-  (``ztunnel/policy.py``). As in Istio's ambient mode, ``remoteIpBlocks``, ``remote.ip`` and
-  ``when`` keys other than source.ip/namespace/principal and destination.ip/port are HTTP-only.
+- ``AuthorizationPolicy`` without ``targetRef(s)`` → ``Authorization`` in the ``ztunnel`` view
+  (policies with a ``selector`` are WORKLOAD_SELECTOR scoped, those in the root namespace without
+  one GLOBAL, others NAMESPACE). CUSTOM ones are left out there (a ztunnel would otherwise allow
+  what an external authorizer might deny). HTTP-only attributes are kept; ztunnel decides what
+  they mean at L4 (``ztunnel/policy.py``). As in Istio's ambient mode, ``remoteIpBlocks``,
+  ``remote.ip`` and ``when`` keys other than source.ip/namespace/principal and
+  destination.ip/port are HTTP-only.
+- ``AuthorizationPolicy`` with ``targetRef(s)`` → ``waypoint_authorization`` ``authz/<ns>/<name>``
+  in the views of the waypoints it attaches to (never in the ``ztunnel`` view), and
+  ``RequestAuthentication`` with ``targetRef(s)`` → ``request_authn`` ``authn/<ns>/<name>``
+  likewise. Attachment follows istiod's ``WorkloadPolicyMatcher.ShouldAttachPolicy``
+  (pilot/pkg/model/policyattachment.go; istio.io docs/ambient/usage/l7-features "attach to the
+  entire waypoint" / "attach to a specific service"):
+
+  * a ``gateway.networking.k8s.io`` ``Gateway`` of class istio-waypoint in the policy's own
+    namespace: everything that waypoint serves (``target_hosts`` empty);
+  * a core ``Service`` in the policy's own namespace: only requests for that service, at the
+    waypoint the service is bound to (``target_hosts`` = its FQDN; several Services of one
+    waypoint are merged; a Service bound to no waypoint attaches nowhere);
+  * the ``GatewayClass`` istio-waypoint, from the root namespace only: every waypoint.
+
+  A targetRef naming another namespace never matches (Istio: "cross namespace referencing is not
+  supported"); ``ServiceEntry`` targets are not supported (no ServiceEntry here). Waypoints
+  never use selector-based or selector-less policies: istiod's ShouldAttachPolicy returns false
+  for a waypoint without targetRefs, for RequestAuthentication too (getConfigsForWorkload), so
+  those stay ztunnel-only (AuthorizationPolicy) or unused (RequestAuthentication). CUSTOM
+  policies are sent (with their provider): no extension provider exists here, and Istio turns a
+  CUSTOM policy whose provider is unknown into a DENY of the requests it matches.
+  ``jwksUri`` is passed on unresolved (the waypoint fetches it); an inline ``jwks`` as is.
 - ``VirtualService`` (``gateways`` empty or containing ``mesh``) and Gateway API ``HTTPRoute``
   (parent: the Service, or the waypoint) → a ``RouteConfig`` per service host bound to a
   waypoint, in the waypoint's view; ``DestinationRule`` → ``DestinationPolicy`` there too.
@@ -20,7 +41,14 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from controlplane.api import mesh_pb2 as pb
-from controlplane.index import CLUSTER_DOMAIN, ROOT_NAMESPACE, Index, _waypoint_for, _waypoints
+from controlplane.index import (
+    CLUSTER_DOMAIN,
+    ROOT_NAMESPACE,
+    WAYPOINT_CLASS,
+    Index,
+    _waypoint_for,
+    _waypoints,
+)
 from controlplane.store import StoredObject, StoreSnapshot
 
 GATEWAY_API = "gateway.networking.k8s.io"
@@ -65,6 +93,15 @@ def _string_match(value: str) -> pb.StringMatch:
     return pb.StringMatch(exact=value)
 
 
+def _path_match(value: str) -> pb.StringMatch:
+    """``paths``: Istio path templates (``{*}``, ``{**}``, pkg/config/security
+    ``ContainsPathTemplate``) go to Envoy's uri_template matcher; anything else as
+    :func:`_string_match`."""
+    if "{*}" in value or "{**}" in value:
+        return pb.StringMatch(template=value)
+    return _string_match(value)
+
+
 def _cidr(text: str) -> pb.Cidr:
     net = ipaddress.ip_network(text, strict=False)
     return pb.Cidr(address=net.network_address.packed, length=net.prefixlen)
@@ -89,7 +126,7 @@ def authorization(pol: Any) -> pb.Authorization:
         scope = pb.GLOBAL
     else:
         scope = pb.NAMESPACE
-    action = {"ALLOW": pb.ALLOW, "DENY": pb.DENY, "AUDIT": pb.AUDIT}[pol.action]
+    action = {"ALLOW": pb.ALLOW, "DENY": pb.DENY, "AUDIT": pb.AUDIT, "CUSTOM": pb.CUSTOM}[pol.action]
     rules = []
     has_l7 = False
     for rule in pol.rules:
@@ -124,7 +161,7 @@ def authorization(pol: Any) -> pb.Authorization:
                     destination_ports=_ports(op.ports), not_destination_ports=_ports(op.not_ports),
                     hosts=[_string_match(h) for h in op.hosts], not_hosts=[_string_match(h) for h in op.not_hosts],
                     methods=[_string_match(m) for m in op.methods], not_methods=[_string_match(m) for m in op.not_methods],
-                    paths=[_string_match(p) for p in op.paths], not_paths=[_string_match(p) for p in op.not_paths],
+                    paths=[_path_match(p) for p in op.paths], not_paths=[_path_match(p) for p in op.not_paths],
                 ))
                 has_l7 |= bool(op.hosts or op.not_hosts or op.methods or op.not_methods or op.paths or op.not_paths)
             clauses.append(pb.Clause(matches=matches))
@@ -134,8 +171,64 @@ def authorization(pol: Any) -> pb.Authorization:
         rules.append(pb.Rule(clauses=clauses))
     return pb.Authorization(
         name=pol.meta.name, namespace=ns, scope=scope, action=action, rules=rules, has_l7=has_l7,
-        dry_run=pol.meta.annotations.get("istio.io/dry-run") == "true",
+        dry_run=pol.meta.annotations.get("istio.io/dry-run") == "true", provider=pol.provider or "",
     )
+
+
+def request_authn(ra: Any, target_hosts: Iterable[str] = ()) -> pb.RequestAuthn:
+    """A RequestAuthentication's JWT rules, as written (header names lower-cased)."""
+    return pb.RequestAuthn(
+        name=ra.meta.name, namespace=ra.meta.namespace, target_hosts=list(target_hosts),
+        rules=[pb.JwtRule(
+            issuer=r.issuer or "", audiences=list(r.audiences), jwks=r.jwks or "", jwks_uri=r.jwks_uri or "",
+            from_headers=[pb.JwtHeader(name=h.name.lower(), prefix=h.prefix or "") for h in r.from_headers],
+            from_params=list(r.from_params), from_cookies=list(r.from_cookies),
+            forward_original_token=r.forward_original_token,
+            output_payload_to_header=r.output_payload_to_header or "",
+            output_claim_to_headers=[pb.ClaimToHeader(header=c.header, claim=c.claim)
+                                     for c in r.output_claim_to_headers],
+            timeout_seconds=r.timeout.seconds if r.timeout is not None else 0.0,
+        ) for r in ra.jwt_rules],
+    )
+
+
+WaypointKey = tuple[str, str]  # (namespace, name) of a waypoint Gateway
+
+
+def attachments(pol: Any, waypoints: Iterable[WaypointKey],
+                service_waypoints: Mapping[tuple[str, str], WaypointKey]) -> dict[WaypointKey, tuple[str, ...]]:
+    """The waypoints a targetRef policy (AuthorizationPolicy or RequestAuthentication) attaches
+    to, each with the service FQDNs it is limited to (empty: everything the waypoint serves).
+    ``service_waypoints``: (namespace, name) of each Service bound to a waypoint -> that waypoint.
+    Istio's rules: see the module docstring."""
+    ns = pol.meta.namespace
+    known = set(waypoints)
+    out: dict[WaypointKey, set[str] | None] = {}  # None: everything
+
+    def attach(wp: WaypointKey, host: str | None) -> None:
+        if host is None or (wp in out and out[wp] is None):
+            out[wp] = None
+        else:
+            hosts = out.setdefault(wp, set())
+            assert hosts is not None
+            hosts.add(host)
+
+    for ref in pol.target_refs:
+        if ref.group == GATEWAY_API and ref.kind == "GatewayClass":
+            if ns == ROOT_NAMESPACE and ref.name == WAYPOINT_CLASS:
+                for wp in known:
+                    attach(wp, None)
+            continue
+        if ref.namespace not in (None, "", ns):
+            continue  # cross-namespace references never match
+        if ref.group == GATEWAY_API and ref.kind == "Gateway":
+            if (ns, ref.name) in known:
+                attach((ns, ref.name), None)
+        elif ref.group == "" and ref.kind == "Service":
+            bound_to = service_waypoints.get((ns, ref.name))
+            if bound_to is not None:
+                attach(bound_to, f"{ref.name}.{ns}.svc.{CLUSTER_DOMAIN}")
+    return {wp: () if hosts is None else tuple(sorted(hosts)) for wp, hosts in out.items()}
 
 
 def _condition(cond: Any) -> pb.Match:
@@ -359,15 +452,10 @@ def convert(store: StoreSnapshot, views: dict[str, dict[str, bytes]], index: Ind
         by_kind.setdefault(key[0], []).append(stored)
     waypoints = _waypoints(store)
     ztunnel = views["ztunnel"]
-    for stored in by_kind.get("AuthorizationPolicy", []):
-        pol = stored.obj
-        if pol.target_refs or pol.action == "CUSTOM":
-            continue
-        name = f"authz/{pol.meta.namespace}/{pol.meta.name}"
-        ztunnel[name] = index.cached(name, stored.revision, _maker(name, authorization=authorization(pol)))
     # services bound to each waypoint
     namespaces = {k[2]: s.obj for k, s in store.objects.items() if k[0] == "Namespace"}
-    bound: dict[tuple[str, str], list[str]] = {}
+    bound: dict[WaypointKey, list[str]] = {}
+    service_waypoints: dict[tuple[str, str], WaypointKey] = {}
     for key, stored in store.objects.items():
         if key[0] != "Service":
             continue
@@ -376,8 +464,38 @@ def convert(store: StoreSnapshot, views: dict[str, dict[str, bytes]], index: Ind
         wp = _waypoint_for(svc.meta.labels, ns_obj.meta.labels if ns_obj else {}, svc.meta.namespace,
                            waypoints, store, "service")
         if wp is not None:
-            bound.setdefault((wp.namespace, wp.hostname.split(".")[0]), []).append(
-                f"{svc.meta.name}.{svc.meta.namespace}.svc.{CLUSTER_DOMAIN}")
+            wkey = (wp.namespace, wp.hostname.split(".")[0])
+            service_waypoints[(svc.meta.namespace, svc.meta.name)] = wkey
+            bound.setdefault(wkey, []).append(f"{svc.meta.name}.{svc.meta.namespace}.svc.{CLUSTER_DOMAIN}")
+    for stored in by_kind.get("AuthorizationPolicy", []):
+        pol = stored.obj
+        name = f"authz/{pol.meta.namespace}/{pol.meta.name}"
+        if not pol.target_refs:
+            if pol.action != "CUSTOM":
+                ztunnel[name] = index.cached(name, stored.revision, _maker(name, authorization=authorization(pol)))
+            continue
+        for (wns, wname), targets in attachments(pol, waypoints, service_waypoints).items():
+            view_name = f"waypoint/{wns}/{wname}"
+
+            def make_authz(pol: Any = pol, name: str = name, targets: tuple[str, ...] = targets) -> pb.Resource:
+                out = authorization(pol)
+                out.target_hosts.extend(targets)
+                return pb.Resource(name=name, waypoint_authorization=out)
+
+            # cached per view: the same policy may reach several waypoints with other targets
+            views.setdefault(view_name, {})[name] = index.cached(
+                f"{view_name}:{name}", (stored.revision, targets), make_authz)
+    for stored in by_kind.get("RequestAuthentication", []):
+        ra = stored.obj
+        name = f"authn/{ra.meta.namespace}/{ra.meta.name}"
+        for (wns, wname), targets in attachments(ra, waypoints, service_waypoints).items():
+            view_name = f"waypoint/{wns}/{wname}"
+
+            def make_authn(ra: Any = ra, name: str = name, targets: tuple[str, ...] = targets) -> pb.Resource:
+                return pb.Resource(name=name, request_authn=request_authn(ra, targets))
+
+            views.setdefault(view_name, {})[name] = index.cached(
+                f"{view_name}:{name}", (stored.revision, targets), make_authn)
     for (wns, wname), hosts in bound.items():
         view = views.setdefault(f"waypoint/{wns}/{wname}", {})
         for host in sorted(hosts):

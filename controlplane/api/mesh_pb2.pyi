@@ -33,6 +33,7 @@ class Action(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ALLOW: _ClassVar[Action]
     DENY: _ClassVar[Action]
     AUDIT: _ClassVar[Action]
+    CUSTOM: _ClassVar[Action]
 
 class SubscriberType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -51,6 +52,7 @@ WORKLOAD_SELECTOR: Scope
 ALLOW: Action
 DENY: Action
 AUDIT: Action
+CUSTOM: Action
 ZTUNNEL: SubscriberType
 WAYPOINT: SubscriberType
 KUBELET: SubscriberType
@@ -196,16 +198,18 @@ class Empty(_message.Message):
     def __init__(self) -> None: ...
 
 class StringMatch(_message.Message):
-    __slots__ = ("exact", "prefix", "suffix", "presence")
+    __slots__ = ("exact", "prefix", "suffix", "presence", "template")
     EXACT_FIELD_NUMBER: _ClassVar[int]
     PREFIX_FIELD_NUMBER: _ClassVar[int]
     SUFFIX_FIELD_NUMBER: _ClassVar[int]
     PRESENCE_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     exact: str
     prefix: str
     suffix: str
     presence: Empty
-    def __init__(self, exact: _Optional[str] = ..., prefix: _Optional[str] = ..., suffix: _Optional[str] = ..., presence: _Optional[_Union[Empty, _Mapping]] = ...) -> None: ...
+    template: str
+    def __init__(self, exact: _Optional[str] = ..., prefix: _Optional[str] = ..., suffix: _Optional[str] = ..., presence: _Optional[_Union[Empty, _Mapping]] = ..., template: _Optional[str] = ...) -> None: ...
 
 class Cidr(_message.Message):
     __slots__ = ("address", "length")
@@ -284,7 +288,7 @@ class Rule(_message.Message):
     def __init__(self, clauses: _Optional[_Iterable[_Union[Clause, _Mapping]]] = ...) -> None: ...
 
 class Authorization(_message.Message):
-    __slots__ = ("name", "namespace", "scope", "action", "rules", "dry_run", "has_l7")
+    __slots__ = ("name", "namespace", "scope", "action", "rules", "dry_run", "has_l7", "target_hosts", "provider")
     NAME_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
@@ -292,6 +296,8 @@ class Authorization(_message.Message):
     RULES_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
     HAS_L7_FIELD_NUMBER: _ClassVar[int]
+    TARGET_HOSTS_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
     name: str
     namespace: str
     scope: Scope
@@ -299,7 +305,63 @@ class Authorization(_message.Message):
     rules: _containers.RepeatedCompositeFieldContainer[Rule]
     dry_run: bool
     has_l7: bool
-    def __init__(self, name: _Optional[str] = ..., namespace: _Optional[str] = ..., scope: _Optional[_Union[Scope, str]] = ..., action: _Optional[_Union[Action, str]] = ..., rules: _Optional[_Iterable[_Union[Rule, _Mapping]]] = ..., dry_run: _Optional[bool] = ..., has_l7: _Optional[bool] = ...) -> None: ...
+    target_hosts: _containers.RepeatedScalarFieldContainer[str]
+    provider: str
+    def __init__(self, name: _Optional[str] = ..., namespace: _Optional[str] = ..., scope: _Optional[_Union[Scope, str]] = ..., action: _Optional[_Union[Action, str]] = ..., rules: _Optional[_Iterable[_Union[Rule, _Mapping]]] = ..., dry_run: _Optional[bool] = ..., has_l7: _Optional[bool] = ..., target_hosts: _Optional[_Iterable[str]] = ..., provider: _Optional[str] = ...) -> None: ...
+
+class JwtHeader(_message.Message):
+    __slots__ = ("name", "prefix")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    prefix: str
+    def __init__(self, name: _Optional[str] = ..., prefix: _Optional[str] = ...) -> None: ...
+
+class ClaimToHeader(_message.Message):
+    __slots__ = ("header", "claim")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    CLAIM_FIELD_NUMBER: _ClassVar[int]
+    header: str
+    claim: str
+    def __init__(self, header: _Optional[str] = ..., claim: _Optional[str] = ...) -> None: ...
+
+class JwtRule(_message.Message):
+    __slots__ = ("issuer", "audiences", "jwks", "jwks_uri", "from_headers", "from_params", "from_cookies", "forward_original_token", "output_payload_to_header", "output_claim_to_headers", "timeout_seconds")
+    ISSUER_FIELD_NUMBER: _ClassVar[int]
+    AUDIENCES_FIELD_NUMBER: _ClassVar[int]
+    JWKS_FIELD_NUMBER: _ClassVar[int]
+    JWKS_URI_FIELD_NUMBER: _ClassVar[int]
+    FROM_HEADERS_FIELD_NUMBER: _ClassVar[int]
+    FROM_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    FROM_COOKIES_FIELD_NUMBER: _ClassVar[int]
+    FORWARD_ORIGINAL_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_PAYLOAD_TO_HEADER_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_CLAIM_TO_HEADERS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    issuer: str
+    audiences: _containers.RepeatedScalarFieldContainer[str]
+    jwks: str
+    jwks_uri: str
+    from_headers: _containers.RepeatedCompositeFieldContainer[JwtHeader]
+    from_params: _containers.RepeatedScalarFieldContainer[str]
+    from_cookies: _containers.RepeatedScalarFieldContainer[str]
+    forward_original_token: bool
+    output_payload_to_header: str
+    output_claim_to_headers: _containers.RepeatedCompositeFieldContainer[ClaimToHeader]
+    timeout_seconds: float
+    def __init__(self, issuer: _Optional[str] = ..., audiences: _Optional[_Iterable[str]] = ..., jwks: _Optional[str] = ..., jwks_uri: _Optional[str] = ..., from_headers: _Optional[_Iterable[_Union[JwtHeader, _Mapping]]] = ..., from_params: _Optional[_Iterable[str]] = ..., from_cookies: _Optional[_Iterable[str]] = ..., forward_original_token: _Optional[bool] = ..., output_payload_to_header: _Optional[str] = ..., output_claim_to_headers: _Optional[_Iterable[_Union[ClaimToHeader, _Mapping]]] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
+
+class RequestAuthn(_message.Message):
+    __slots__ = ("name", "namespace", "rules", "target_hosts")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    TARGET_HOSTS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    namespace: str
+    rules: _containers.RepeatedCompositeFieldContainer[JwtRule]
+    target_hosts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., namespace: _Optional[str] = ..., rules: _Optional[_Iterable[_Union[JwtRule, _Mapping]]] = ..., target_hosts: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StringMatchRegex(_message.Message):
     __slots__ = ("exact", "prefix", "regex")
@@ -729,7 +791,7 @@ class SubscribeRequest(_message.Message):
     def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ...) -> None: ...
 
 class Resource(_message.Message):
-    __slots__ = ("name", "address", "authorization", "route", "destination", "kube", "trust_bundle")
+    __slots__ = ("name", "address", "authorization", "route", "destination", "kube", "trust_bundle", "waypoint_authorization", "request_authn")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     AUTHORIZATION_FIELD_NUMBER: _ClassVar[int]
@@ -737,6 +799,8 @@ class Resource(_message.Message):
     DESTINATION_FIELD_NUMBER: _ClassVar[int]
     KUBE_FIELD_NUMBER: _ClassVar[int]
     TRUST_BUNDLE_FIELD_NUMBER: _ClassVar[int]
+    WAYPOINT_AUTHORIZATION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_AUTHN_FIELD_NUMBER: _ClassVar[int]
     name: str
     address: Address
     authorization: Authorization
@@ -744,7 +808,9 @@ class Resource(_message.Message):
     destination: DestinationPolicy
     kube: KubeObject
     trust_bundle: TrustBundle
-    def __init__(self, name: _Optional[str] = ..., address: _Optional[_Union[Address, _Mapping]] = ..., authorization: _Optional[_Union[Authorization, _Mapping]] = ..., route: _Optional[_Union[RouteConfig, _Mapping]] = ..., destination: _Optional[_Union[DestinationPolicy, _Mapping]] = ..., kube: _Optional[_Union[KubeObject, _Mapping]] = ..., trust_bundle: _Optional[_Union[TrustBundle, _Mapping]] = ...) -> None: ...
+    waypoint_authorization: Authorization
+    request_authn: RequestAuthn
+    def __init__(self, name: _Optional[str] = ..., address: _Optional[_Union[Address, _Mapping]] = ..., authorization: _Optional[_Union[Authorization, _Mapping]] = ..., route: _Optional[_Union[RouteConfig, _Mapping]] = ..., destination: _Optional[_Union[DestinationPolicy, _Mapping]] = ..., kube: _Optional[_Union[KubeObject, _Mapping]] = ..., trust_bundle: _Optional[_Union[TrustBundle, _Mapping]] = ..., waypoint_authorization: _Optional[_Union[Authorization, _Mapping]] = ..., request_authn: _Optional[_Union[RequestAuthn, _Mapping]] = ...) -> None: ...
 
 class TrustBundle(_message.Message):
     __slots__ = ("trust_domain", "roots_pem")

@@ -491,11 +491,8 @@ def _retries(r: IstioReader, value: object, path: str) -> HTTPRetry | None:
                 )
     remote = r.boolean(f, "retryRemoteLocalities", path)
     if attempts == 0 and (per_try is not None or retry_on or remote is not None):
-        r.fail(
-            sub(path, "attempts"),
-            "retry settings are configured but attempts is 0 (retries disabled)",
-            attempts,
-        )
+        # istiod warns and accepts (validation.go validateHTTPRetry: WrapWarning)
+        r.warn(f"{sub(path, 'attempts')}: http retry policy configured when attempts are set to 0 (disabled)")
     r.duration(f, "backoff", path)
     return HTTPRetry(
         attempts=attempts,
