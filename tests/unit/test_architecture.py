@@ -17,7 +17,8 @@ SANS_IO = [
     "meshctl/lab/kubeproxy.py", "meshctl/lab/naming.py", "ztunnel/state.py", "ztunnel/policy.py",
     "ztunnel/identity_core.py", "ztunnel/dump.py", "controlplane/ca/identity.py", "controlplane/ca/csr.py",
     "controlplane/ca/signer.py", "waypoint/routes.py",
-    "waypoint/jwt.py", "waypoint/destinations.py",
+    "waypoint/jwt.py", "waypoint/destinations.py", "waypoint/authz.py", "waypoint/state.py",
+    "controlplane/gatewaydeploy.py",
 ]
 
 
