@@ -1,7 +1,9 @@
 """The README's demo: ask productpage for its page from the curl pod until answers from all
 three reviews versions were seen, printing who served each request.
 
-Exits 0 once v1, v2 and v3 have all answered, 1 if they did not within the time limit.
+Exits 0 once v1, v2 and v3 have all answered, 1 if they did not within the time limit. With
+``--only VERSION`` (a VirtualService sends everything to one version): exits 0 once ten pages in
+a row came from that version, 1 when another version answers.
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ def classify(page: str) -> tuple[str, str] | None:
     return m.group(1), stars
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    only = args[1] if len(args) == 2 and args[0] == "--only" else None
     cfg = LabConfig()
     pods = api.request(cfg, {"op": "pods", "ref": "curl"})["pods"]
     if not pods:
@@ -47,6 +51,7 @@ def main() -> int:
     where = f" (productpage on {node_of[page_pod[0]]})" if page_pod else ""
     print(f"client: pod {curl['name']} on {curl['node']}{where}")
     seen: dict[str, str] = {}
+    good = 0
     deadline = time.monotonic() + TIME_LIMIT_S
     for i in range(1, MAX_REQUESTS + 1):
         if time.monotonic() > deadline:
@@ -65,6 +70,15 @@ def main() -> int:
         version = pod.split("-")[1]
         print(f"request {i}: HTTP {code}, reviews served by {pod} on {node_of.get(pod, '?')} ({stars})")
         seen[version] = pod
+        if only is not None:
+            if version != only:
+                print(f"demo: expected only reviews {only}, got {pod}", file=sys.stderr)
+                return 1
+            good += 1
+            if good >= 10:
+                print(f"ten pages in a row from reviews {only}, as the VirtualService says")
+                return 0
+            continue
         if {"v1", "v2", "v3"} <= seen.keys():
             print("productpage answered through the lab with all three reviews versions:")
             for v in sorted(seen):
