@@ -271,7 +271,8 @@ class _Connection:
             ev = self.next_event()
             if ev is h11.NEED_DATA:
                 if self.h11.they_are_waiting_for_100_continue:
-                    await self.send_all(self.h11.send(h11.InformationalResponse(status_code=100, headers=[])))
+                    await self.send_all(self.h11.send(
+                        h11.InformationalResponse(status_code=100, headers=[])))
                 if not await self.receive():
                     raise HttpError(f"request body incomplete after {self.idle_timeout_s:g}s", 408)
                 continue

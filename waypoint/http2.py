@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import binascii
 import re
+import struct
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -90,7 +91,14 @@ FLUSH_BYTES = 256 * 1024
 """A body being sent is written out every this many bytes (not queued whole)."""
 CLOSE_TIMEOUT_S = 1.0
 
+ZERO_COPY_MIN = 16 * 1024
+"""DATA payloads this large are written from the body itself (see :class:`_H2Connection`)."""
+COALESCE_MAX = 64 * 1024
+"""Queued blocks smaller than this are joined into one write; larger ones are written as they
+are."""
+
 _DEFAULT_WINDOW = 65_535
+_DATA_HEADER = struct.Struct(">HBBBL")  # a frame header: length (24 bits), type, flags, stream
 _NO_ERROR = h2.errors.ErrorCodes.NO_ERROR
 _PROTOCOL_ERROR = h2.errors.ErrorCodes.PROTOCOL_ERROR
 _INTERNAL_ERROR = h2.errors.ErrorCodes.INTERNAL_ERROR
@@ -151,9 +159,56 @@ class _Encoder(hpack.Encoder):
         return super().encode(headers, huffman=False)
 
 
+Segment = bytes | memoryview
+
+
 class _H2Connection(h2.connection.H2Connection):
-    """h2's connection with the codec's streams, and a received GOAWAY reported without
-    closing the connection (h2 would refuse to send or receive anything after it)."""
+    """h2's connection with the codec's streams, a received GOAWAY reported without closing the
+    connection (h2 would refuse to send or receive anything after it), and large DATA payloads
+    kept out of h2's byte buffer: h2 copies each payload three times on its way out (frame
+    serialization, its buffer, :meth:`data_to_send`); here a DATA frame of
+    :data:`ZERO_COPY_MIN` bytes or more becomes two segments, its 9-byte header and the
+    payload (a view of the caller's body), which :meth:`take_segments` hands out in order
+    (as :class:`ztunnel.hbone.HboneCore` does)."""
+
+    def __init__(self, config: h2.config.H2Configuration) -> None:
+        super().__init__(config=config)
+        self._segments: list[Segment] = []
+
+    def _prepare_for_sending(self, frames: list[hyperframe.frame.Frame]) -> None:
+        for frame in frames:
+            data = getattr(frame, "data", None)
+            if (isinstance(frame, hyperframe.frame.DataFrame)
+                    and isinstance(data, bytes | memoryview) and len(data) >= ZERO_COPY_MIN
+                    and "PADDED" not in frame.flags):
+                if self._data_to_send:
+                    self._segments.append(bytes(self._data_to_send))
+                    self._data_to_send = bytearray()
+                n = len(data)
+                self._segments.append(_DATA_HEADER.pack(
+                    n >> 8, n & 0xFF, 0x0, 0x1 if "END_STREAM" in frame.flags else 0,
+                    frame.stream_id & 0x7FFF_FFFF))
+                self._segments.append(data)
+            else:
+                self._data_to_send += frame.serialize()
+
+    def take_segments(self) -> list[Segment]:
+        """Everything queued, in order: blocks to write one after the other."""
+        out = self._segments
+        self._segments = []
+        if self._data_to_send:
+            out.append(bytes(self._data_to_send))
+            self._data_to_send = bytearray()
+        return out
+
+    def data_to_send(self, amount: int | None = None) -> bytes:
+        if amount is not None:
+            raise NotImplementedError("the codec takes all queued bytes at once")
+        return b"".join(self.take_segments())
+
+    def clear_outbound_data_buffer(self) -> None:
+        self._segments = []
+        super().clear_outbound_data_buffer()
 
     def _begin_new_stream(self, stream_id: int,
                           allowed_ids: h2.connection.AllowedStreamIDs) -> h2.stream.H2Stream:
@@ -334,7 +389,7 @@ class _Link:
         self.closed = False
         self.failure: str | None = None
         self.draining = False
-        self._out: list[bytes] = []
+        self._out: list[Segment] = []
         self._queued = 0
         self._written = 0
         self._writing = False
@@ -348,18 +403,18 @@ class _Link:
 
     def kick(self) -> None:
         """Hand what h2 queued to the writer (never blocks)."""
-        data = self.h2.data_to_send()
-        if data:
-            self._out.append(data)
+        segments = self.h2.take_segments()
+        if segments:
+            self._out += segments
             self._queued += 1
             self._wake.set()
 
     async def flush(self) -> None:
         """Write what h2 queued; return once it is written. Raises :class:`_StreamGone` when
         the connection failed."""
-        data = self.h2.data_to_send()
-        if data:
-            self._out.append(data)
+        segments = self.h2.take_segments()
+        if segments:
+            self._out += segments
             self._queued += 1
         target = self._queued
         if self._written < target and not self.closed:
@@ -382,7 +437,7 @@ class _Link:
             while self._out and not self.closed:
                 out, self._out = self._out, []
                 upto = self._queued
-                await self.transport.send_all(out[0] if len(out) == 1 else b"".join(out))
+                await self._send_segments(out)
                 self._written = upto
                 self._written_lot.unpark_all()
         except _TRANSPORT_GONE as exc:
@@ -390,6 +445,19 @@ class _Link:
         finally:
             self._writing = False
             self._written_lot.unpark_all()
+
+    async def _send_segments(self, segments: list[Segment]) -> None:
+        small: list[Segment] = []
+        for segment in segments:
+            if len(segment) < COALESCE_MAX:
+                small.append(segment)
+                continue
+            if small:
+                await self.transport.send_all(b"".join(small))
+                small = []
+            await self.transport.send_all(segment)
+        if small:
+            await self.transport.send_all(small[0] if len(small) == 1 else b"".join(small))
 
     async def _writer(self) -> None:
         while True:
@@ -412,9 +480,7 @@ class _Link:
     async def drain_out(self) -> None:
         """After the connection failed: write what is still queued (a GOAWAY), after a write
         in flight; best effort, for :data:`CLOSE_TIMEOUT_S` at most."""
-        data = self.h2.data_to_send()
-        if data:
-            self._out.append(data)
+        self._out += self.h2.take_segments()
         with trio.move_on_after(CLOSE_TIMEOUT_S) as scope:
             scope.shield = True
             while self._writing:
@@ -424,7 +490,7 @@ class _Link:
             out, self._out = self._out, []
             self._writing = True
             try:
-                await self.transport.send_all(b"".join(out))
+                await self._send_segments(out)
             except _TRANSPORT_GONE:
                 pass
             finally:
@@ -869,8 +935,10 @@ class Http2Client:
     protocol error, or a request h2 cannot encode) or ``too_large`` (a response body over
     :data:`~waypoint.http.MAX_BODY_BYTES`). It raises ``RuntimeError`` when :meth:`run` was
     never started. A response that ends before the request body was sent whole stops the
-    sending (the stream is reset with ``CANCEL``) and is returned. A ``NO_ERROR`` GOAWAY from the upstream lets open requests finish (the connection
-    then closes); the client is not :attr:`usable` after it."""
+    sending (the stream is reset with ``CANCEL``) and is returned. A ``NO_ERROR`` GOAWAY from
+    the upstream lets open requests finish (the connection then closes); the client is not
+    :attr:`usable` after it. The client owns one background task besides :meth:`run` (a
+    writer, inside :meth:`run`'s nursery)."""
 
     def __init__(self, stream: trio.abc.Stream, *, label: str = "") -> None:
         self.label = label or "upstream"
