@@ -53,10 +53,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,9 +64,16 @@ if str(ROOT) not in sys.path:
 
 from meshctl.lab import cleanup, netlab  # noqa: E402
 from meshctl.lab.config import LabConfig  # noqa: E402
+from tests.bench.benchlab import (  # noqa: E402
+    BenchError,
+    BenchLab,
+    host_network_snapshot,
+    interrupt,
+    mounts,
+    wrk_ms,
+)
 
 LAB = "mlbench"
-STATE_DIR = Path("/run/meshlab") / LAB
 NS_PLAIN, NS_MESH = "bench-plain", "bench-mesh"
 IPERF_PORT, HTTP_PORT = 5201, 8080
 # stunnel: the client listens on the client pod's loopback, the server on the server pod's IP.
@@ -78,9 +84,13 @@ SMALL_FILE_BYTES = 1024
 PATHS = ("direct", "stunnel", "mesh_cross", "mesh_same")
 MESH_PATHS = ("mesh_cross", "mesh_same")
 LOADED_CONNECTIONS = 16
-WAIT_S = 30.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-MESHCTL = [sys.executable, "-m", "meshctl.cli", "lab", "--lab", LAB]
+BENCH = BenchLab("bench_hbone", LAB)
+STATE_DIR, MESHCTL = BENCH.state_dir, BENCH.meshctl_argv
+log, current_phase, phase = BENCH.log, BENCH.current_phase, BENCH.phase
+meshctl, lab_exec, lab_status = BENCH.meshctl, BENCH.lab_exec, BENCH.lab_status
+other_labs, lab_down_and_check = BENCH.other_labs, BENCH.lab_down_and_check
+wait_listening = BENCH.wait_listening
 
 NGINX = """\
 worker_processes 1;
@@ -121,36 +131,6 @@ cert = {certs}/{me}.pem
 key = {certs}/{me}.key
 checkHost = {peer}
 """
-
-
-class BenchError(RuntimeError):
-    """A phase failed; main() names the phase."""
-
-
-_T0 = time.monotonic()
-_PHASE = ["start"]
-
-
-def log(msg: str) -> None:
-    print(f"[bench_hbone {time.monotonic() - _T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
-
-
-def current_phase() -> str:
-    return _PHASE[0]
-
-
-@contextlib.contextmanager
-def phase(name: str) -> Iterator[None]:
-    """Name what runs now (for the failure message); unexpected OS-level failures become
-    :class:`BenchError`."""
-    _PHASE[0] = name
-    log(name)
-    try:
-        yield
-    except subprocess.TimeoutExpired as exc:
-        raise BenchError(f"`{' '.join(map(str, exc.cmd))[:200]}` did not finish within {exc.timeout:.0f} s") from exc
-    except (OSError, ValueError, KeyError) as exc:
-        raise BenchError(f"{exc.__class__.__name__}: {exc}") from exc
 
 
 # --- certificates and configuration files ---------------------------------------------------
@@ -281,78 +261,6 @@ def client_manifest(tmp: Path, server_ip: str) -> str:
 # --- the lab --------------------------------------------------------------------------------
 
 
-def meshctl(*args: str, timeout: float, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([*MESHCTL, *args], capture_output=True, text=True, timeout=timeout, check=False,
-                          cwd=ROOT, input=input)
-    if check and proc.returncode != 0:
-        raise BenchError(f"`meshctl lab {' '.join(args)}` exited {proc.returncode}: "
-                         f"{(proc.stderr.strip() or proc.stdout.strip())[-1500:]}")
-    return proc
-
-
-def lab_exec(pod: str, *cmd: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    return meshctl("exec", pod, "--", *cmd, timeout=timeout, check=False)
-
-
-def lab_status() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(meshctl("status", "-o", "json", timeout=30).stdout)
-    return data
-
-
-def host_network_snapshot() -> dict[str, Any]:
-    """The host namespace's addresses, routes and links (the lab must not change them)."""
-    def ip_json(*args: str) -> Any:
-        return json.loads(subprocess.run(["ip", "-j", *args], capture_output=True, text=True, check=True,
-                                         timeout=10).stdout)
-    return {"addrs": sorted((link["ifname"], a["local"], a["prefixlen"]) for link in ip_json("addr")
-                            for a in link.get("addr_info", [])),
-            "routes": sorted(json.dumps(r, sort_keys=True) for r in ip_json("route", "show", "table", "all")),
-            "links": sorted(link["ifname"] for link in ip_json("link"))}
-
-
-def mounts() -> list[str]:
-    return sorted(line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines())
-
-
-def other_labs() -> list[str]:
-    """Labs other than ours whose daemon is alive."""
-    found = []
-    for pid_file in sorted(Path("/run/meshlab").glob("*/daemon.pid")):
-        if pid_file.parent.name == LAB:
-            continue
-        with contextlib.suppress(OSError, ValueError):
-            if b"meshctl.lab.daemon" in Path(f"/proc/{int(pid_file.read_text())}/cmdline").read_bytes():
-                found.append(pid_file.parent.name)
-    return found
-
-
-def lab_down_and_check(before_net: dict[str, Any], before_mounts: list[str]) -> list[str]:
-    """Take the lab down; return what is wrong afterwards (empty: clean)."""
-    problems = []
-    down = meshctl("down", timeout=180, check=False)
-    if down.returncode != 0:
-        problems.append(f"`meshctl lab down` exited {down.returncode}: {down.stderr.strip()[-500:]}")
-    left = cleanup.leftovers(LabConfig(name=LAB))
-    if left:
-        problems.append(f"left behind: {', '.join(left)}")
-    if host_network_snapshot() != before_net:
-        problems.append("the host namespace's addresses, routes or links changed")
-    if mounts() != before_mounts:
-        problems.append("mounts changed across lab up/down")
-    return problems
-
-
-def wait_listening(netns: str, port: int, what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        out = subprocess.run(["nsenter", f"--net=/run/netns/{netns}", "ss", "-Hltn", f"sport = :{port}"],
-                             capture_output=True, text=True, timeout=10, check=False)
-        if out.stdout.strip():
-            return
-        time.sleep(0.2)
-    raise BenchError(f"{what} does not listen on :{port} within {WAIT_S:.0f} s (container logs: {STATE_DIR}/logs)")
-
-
 # --- processes, CPU and access logs ---------------------------------------------------------
 
 
@@ -377,15 +285,7 @@ def ztunnel_log_tail(node: str, lines: int = 8) -> str:
 
 
 def ztunnel_pid(node: str) -> int:
-    pid = int((STATE_DIR / f"ztunnel-{node}.pid").read_text())
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except FileNotFoundError:
-        raise BenchError(f"the ztunnel on {node} is not running (pid {pid} is gone); {ztunnel_log_tail(node)}") from None
-    if b"ztunnel" not in cmdline:
-        raise BenchError(f"pid {pid} from ztunnel-{node}.pid is not a ztunnel: {cmdline[:6]!r}")
-    return pid
-
+    return BENCH.ztunnel_pid(node, ztunnel_log_tail)
 
 def stunnel_pid(netns: str) -> int:
     pids = [p for p in netlab.pids_in_netns(netns)
@@ -520,16 +420,6 @@ def _iperf_once(path: BenchPath, seconds: int) -> dict[str, float]:
             "iperf_server_cpu": float(cpu.get("remote_total", 0.0))}
 
 
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
-
-
-def _ms(text: str) -> float:
-    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
-    if not m:
-        raise BenchError(f"cannot read wrk latency {text!r}")
-    return float(m.group(1)) * _UNITS[m.group(2)]
-
-
 def wrk(path: BenchPath, connections: int, seconds: int) -> dict[str, float]:
     """Keep-alive requests for the small file over ``connections`` connections: requests/s and
     latency percentiles in ms."""
@@ -546,7 +436,7 @@ def wrk(path: BenchPath, connections: int, seconds: int) -> dict[str, float]:
            "non_2xx": float(non2xx.group(1)) if non2xx else 0.0}
     for p, m in pct.items():
         assert m is not None
-        res[f"p{p}_ms"] = _ms(m.group(1))
+        res[f"p{p}_ms"] = wrk_ms(m.group(1))
     if res["rps"] <= 0:
         raise BenchError(f"wrk made no request: {text[-800:]}")
     return res
@@ -687,7 +577,7 @@ def profile(path: BenchPath, kind: str, seconds: int, tmp: Path) -> dict[str, An
             m = re.search(r"^\s+99%\s+(\S+)", stdout, re.M)
             if load.returncode != 0 or not m:
                 raise BenchError(f"the profiled wrk run failed: {(stdout + stderr)[-500:]}")
-            result["p99_ms_under_profiler"] = _ms(m.group(1))
+            result["p99_ms_under_profiler"] = wrk_ms(m.group(1))
         return result
     finally:
         for proc in procs:
@@ -937,7 +827,7 @@ def run(quick: bool = False, repeats: int | None = None, seconds: int | None = N
                         dst.parent.mkdir(parents=True, exist_ok=True)
                         shutil.copyfile(src, dst)
                     log(f"lab logs copied to {keep_logs}")
-            _PHASE[0] = "lab down"
+            BENCH.set_phase("lab down")
             log("lab down")
             try:
                 problems = lab_down_and_check(before_net, before_mounts)
@@ -948,7 +838,7 @@ def run(quick: bool = False, repeats: int | None = None, seconds: int | None = N
                 signal.signal(sig, handler)
             shutil.rmtree(tmp, ignore_errors=True)
         if failed:
-            _PHASE[0] = failed_phase
+            BENCH.set_phase(failed_phase)
             if problems:
                 log(f"lab down after the failure: {'; '.join(problems)}")
         elif problems:
@@ -1055,10 +945,6 @@ def format_profile(prof: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="one run of each measure, 3 s each")
@@ -1071,7 +957,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-logs", type=Path, metavar="DIR", help="copy the lab's logs to DIR before lab down")
     parser.add_argument("--allow-other-labs", action="store_true", help="run even if another lab is up")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         result = run(quick=args.quick, repeats=args.repeats, seconds=args.seconds, loaded=not args.no_loaded,
                      do_profile=args.profile, allow_other_labs=args.allow_other_labs, keep_logs=args.keep_logs)

@@ -53,10 +53,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,9 +64,17 @@ if str(ROOT) not in sys.path:
 
 from meshctl.lab import cleanup, netlab  # noqa: E402
 from meshctl.lab.config import LabConfig  # noqa: E402
+from tests.bench.benchlab import (  # noqa: E402
+    WAIT_S,
+    BenchError,
+    BenchLab,
+    host_network_snapshot,
+    interrupt,
+    mounts,
+    wrk_ms,
+)
 
 LAB = "mlbwp"
-STATE_DIR = Path("/run/meshlab") / LAB
 NS_PLAIN, NS_L4, NS_WP = "bwp-plain", "bwp-l4", "bwp-wp"
 HTTP_PORT, H2_PORT, STATUS_PORT, METRICS_PORT = 8080, 8081, 8090, 15020
 SMALL_FILE = "small.html"
@@ -75,9 +82,13 @@ SMALL_FILE_BYTES = 1024
 VARIANTS = ("no_mesh", "l4_mesh", "waypoint", "nginx")
 LOADED = 16
 H2_CONNECTIONS, H2_STREAMS = 4, 4
-WAIT_S = 30.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-MESHCTL = [sys.executable, "-m", "meshctl.cli", "lab", "--lab", LAB]
+BENCH = BenchLab("bench_waypoint", LAB)
+STATE_DIR, MESHCTL = BENCH.state_dir, BENCH.meshctl_argv
+log, current_phase, phase = BENCH.log, BENCH.current_phase, BENCH.phase
+meshctl, lab_exec, lab_status = BENCH.meshctl, BENCH.lab_exec, BENCH.lab_status
+other_labs, lab_down_and_check = BENCH.other_labs, BENCH.lab_down_and_check
+wait_listening, ztunnel_pid = BENCH.wait_listening, BENCH.ztunnel_pid
 WAYPOINT_LABEL = "gateway.networking.k8s.io/gateway-name"
 
 _COMMON_HTTP = """\
@@ -140,36 +151,6 @@ http {{
   }}
 }}
 """
-
-
-class BenchError(RuntimeError):
-    """A phase failed; main() names the phase."""
-
-
-_T0 = time.monotonic()
-_PHASE = ["start"]
-
-
-def log(msg: str) -> None:
-    print(f"[bench_waypoint {time.monotonic() - _T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
-
-
-def current_phase() -> str:
-    return _PHASE[0]
-
-
-@contextlib.contextmanager
-def phase(name: str) -> Iterator[None]:
-    """Name what runs now (for the failure message); unexpected OS-level failures become
-    :class:`BenchError`."""
-    _PHASE[0] = name
-    log(name)
-    try:
-        yield
-    except subprocess.TimeoutExpired as exc:
-        raise BenchError(f"`{' '.join(map(str, exc.cmd))[:200]}` did not finish within {exc.timeout:.0f} s") from exc
-    except (OSError, ValueError, KeyError) as exc:
-        raise BenchError(f"{exc.__class__.__name__}: {exc}") from exc
 
 
 # --- configuration files and manifests ------------------------------------------------------
@@ -254,78 +235,6 @@ def proxy_manifest(tmp: Path, node: str, upstream_ip: str) -> str:
 # --- the lab --------------------------------------------------------------------------------
 
 
-def meshctl(*args: str, timeout: float, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([*MESHCTL, *args], capture_output=True, text=True, timeout=timeout, check=False,
-                          cwd=ROOT, input=input)
-    if check and proc.returncode != 0:
-        raise BenchError(f"`meshctl lab {' '.join(args)}` exited {proc.returncode}: "
-                         f"{(proc.stderr.strip() or proc.stdout.strip())[-1500:]}")
-    return proc
-
-
-def lab_exec(pod: str, *cmd: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    return meshctl("exec", pod, "--", *cmd, timeout=timeout, check=False)
-
-
-def lab_status() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(meshctl("status", "-o", "json", timeout=30).stdout)
-    return data
-
-
-def host_network_snapshot() -> dict[str, Any]:
-    """The host namespace's addresses, routes and links (the lab must not change them)."""
-    def ip_json(*args: str) -> Any:
-        return json.loads(subprocess.run(["ip", "-j", *args], capture_output=True, text=True, check=True,
-                                         timeout=10).stdout)
-    return {"addrs": sorted((link["ifname"], a["local"], a["prefixlen"]) for link in ip_json("addr")
-                            for a in link.get("addr_info", [])),
-            "routes": sorted(json.dumps(r, sort_keys=True) for r in ip_json("route", "show", "table", "all")),
-            "links": sorted(link["ifname"] for link in ip_json("link"))}
-
-
-def mounts() -> list[str]:
-    return sorted(line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines())
-
-
-def other_labs() -> list[str]:
-    """Labs other than ours whose daemon is alive."""
-    found = []
-    for pid_file in sorted(Path("/run/meshlab").glob("*/daemon.pid")):
-        if pid_file.parent.name == LAB:
-            continue
-        with contextlib.suppress(OSError, ValueError):
-            if b"meshctl.lab.daemon" in Path(f"/proc/{int(pid_file.read_text())}/cmdline").read_bytes():
-                found.append(pid_file.parent.name)
-    return found
-
-
-def lab_down_and_check(before_net: dict[str, Any], before_mounts: list[str]) -> list[str]:
-    """Take the lab down; return what is wrong afterwards (empty: clean)."""
-    problems = []
-    down = meshctl("down", timeout=180, check=False)
-    if down.returncode != 0:
-        problems.append(f"`meshctl lab down` exited {down.returncode}: {down.stderr.strip()[-500:]}")
-    left = cleanup.leftovers(LabConfig(name=LAB))
-    if left:
-        problems.append(f"left behind: {', '.join(left)}")
-    if host_network_snapshot() != before_net:
-        problems.append("the host namespace's addresses, routes or links changed")
-    if mounts() != before_mounts:
-        problems.append("mounts changed across lab up/down")
-    return problems
-
-
-def wait_listening(netns: str, port: int, what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        out = subprocess.run(["nsenter", f"--net=/run/netns/{netns}", "ss", "-Hltn", f"sport = :{port}"],
-                             capture_output=True, text=True, timeout=10, check=False)
-        if out.stdout.strip():
-            return
-        time.sleep(0.2)
-    raise BenchError(f"{what} does not listen on :{port} within {WAIT_S:.0f} s (container logs: {STATE_DIR}/logs)")
-
-
 # --- processes, counters, access logs -------------------------------------------------------
 
 
@@ -339,17 +248,6 @@ def cpu_seconds(pids: list[int]) -> float | None:
             return None
         total += (int(fields[11]) + int(fields[12])) / CLK_TCK
     return total
-
-
-def ztunnel_pid(node: str) -> int:
-    pid = int((STATE_DIR / f"ztunnel-{node}.pid").read_text())
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except FileNotFoundError:
-        raise BenchError(f"the ztunnel on {node} is not running (pid {pid} is gone)") from None
-    if b"ztunnel" not in cmdline:
-        raise BenchError(f"pid {pid} from ztunnel-{node}.pid is not a ztunnel")
-    return pid
 
 
 def pids_named(netns: str, marker: bytes) -> list[int]:
@@ -490,16 +388,6 @@ class Checker:
 # --- load generators ------------------------------------------------------------------------
 
 
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
-
-
-def _ms(text: str) -> float:
-    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
-    if not m:
-        raise BenchError(f"cannot read wrk latency {text!r}")
-    return float(m.group(1)) * _UNITS[m.group(2)]
-
-
 def wrk(v: Variant, connections: int, seconds: int) -> dict[str, float]:
     """Keep-alive HTTP/1.1 requests for the small file: requests/s, latency percentiles (ms),
     completed requests, socket errors and non-2xx answers."""
@@ -518,7 +406,7 @@ def wrk(v: Variant, connections: int, seconds: int) -> dict[str, float]:
            "non_2xx": float(non2xx.group(1)) if non2xx else 0.0}
     for p, m in pct.items():
         assert m is not None
-        res[f"p{p}_ms"] = _ms(m.group(1))
+        res[f"p{p}_ms"] = wrk_ms(m.group(1))
     if res["requests"] <= 0:
         raise BenchError(f"wrk made no request: {text[-800:]}")
     return res
@@ -803,7 +691,7 @@ def run(seconds: int = 10, repeats: int = 1, h2: bool = True, allow_other_labs: 
         failed_phase = current_phase()
         previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            _PHASE[0] = "lab down"
+            BENCH.set_phase("lab down")
             log("lab down")
             try:
                 problems = lab_down_and_check(before_net, before_mounts)
@@ -814,7 +702,7 @@ def run(seconds: int = 10, repeats: int = 1, h2: bool = True, allow_other_labs: 
                 signal.signal(sig, handler)
             shutil.rmtree(tmp, ignore_errors=True)
         if failed:
-            _PHASE[0] = failed_phase
+            BENCH.set_phase(failed_phase)
             if problems:
                 log(f"lab down after the failure: {'; '.join(problems)}")
         elif problems:
@@ -914,10 +802,6 @@ def format_report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--seconds", type=int, default=10, help="duration of each wrk/h2load run (default 10)")
@@ -926,7 +810,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write every number to PATH")
     parser.add_argument("--allow-other-labs", action="store_true", help="run even if another lab is up")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         result = run(seconds=args.seconds, repeats=args.repeats, h2=not args.no_h2,
                      allow_other_labs=args.allow_other_labs)
