@@ -46,9 +46,7 @@ priorities, no idle timeout of its own (the caller cancels).
 
 from __future__ import annotations
 
-import binascii
 import re
-import struct
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -74,6 +72,7 @@ from waypoint.http import (
     UpstreamError,
 )
 from waypoint.http1 import encode_value, error_response, response_head
+from ztunnel.hbone import Segment, ZeroCopyH2Connection
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 SNIFF_MIN = 4
@@ -91,14 +90,11 @@ FLUSH_BYTES = 256 * 1024
 """A body being sent is written out every this many bytes (not queued whole)."""
 CLOSE_TIMEOUT_S = 1.0
 
-ZERO_COPY_MIN = 16 * 1024
-"""DATA payloads this large are written from the body itself (see :class:`_H2Connection`)."""
 COALESCE_MAX = 64 * 1024
 """Queued blocks smaller than this are joined into one write; larger ones are written as they
 are."""
 
 _DEFAULT_WINDOW = 65_535
-_DATA_HEADER = struct.Struct(">HBBBL")  # a frame header: length (24 bits), type, flags, stream
 _NO_ERROR = h2.errors.ErrorCodes.NO_ERROR
 _PROTOCOL_ERROR = h2.errors.ErrorCodes.PROTOCOL_ERROR
 _INTERNAL_ERROR = h2.errors.ErrorCodes.INTERNAL_ERROR
@@ -126,18 +122,6 @@ def is_http2_preface(data: bytes) -> bool:
     return n >= SNIFF_MIN and data[:n] == PREFACE[:n]
 
 
-def _short_repr(data: bytes | None) -> str:
-    """hyperframe's frame-payload repr on 10 bytes: h2 formats ``repr(frame)`` for every
-    received frame even with logging off (see :mod:`ztunnel.hbone`, which installs the same)."""
-    if not data:
-        return "None"
-    r = binascii.hexlify(data[:11]).decode("ascii")
-    return "<hex:" + (r[:20] + "..." if len(r) > 20 else r) + ">"
-
-
-hyperframe.frame._raw_data_repr = _short_repr
-
-
 class _Stream(h2.stream.H2Stream):
     """h2's stream without its content-length checks, which raise connection errors; the codec
     checks lengths per stream (see the module docstring)."""
@@ -159,56 +143,13 @@ class _Encoder(hpack.Encoder):
         return super().encode(headers, huffman=False)
 
 
-Segment = bytes | memoryview
+class _H2Connection(ZeroCopyH2Connection):
+    """h2's connection (large DATA payloads, including views of the caller's body, written
+    without copies: :class:`ztunnel.hbone.ZeroCopyH2Connection`) with the codec's streams, and
+    a received GOAWAY reported without closing the connection (h2 would refuse to send or
+    receive anything after it)."""
 
-
-class _H2Connection(h2.connection.H2Connection):
-    """h2's connection with the codec's streams, a received GOAWAY reported without closing the
-    connection (h2 would refuse to send or receive anything after it), and large DATA payloads
-    kept out of h2's byte buffer: h2 copies each payload three times on its way out (frame
-    serialization, its buffer, :meth:`data_to_send`); here a DATA frame of
-    :data:`ZERO_COPY_MIN` bytes or more becomes two segments, its 9-byte header and the
-    payload (a view of the caller's body), which :meth:`take_segments` hands out in order
-    (as :class:`ztunnel.hbone.HboneCore` does)."""
-
-    def __init__(self, config: h2.config.H2Configuration) -> None:
-        super().__init__(config=config)
-        self._segments: list[Segment] = []
-
-    def _prepare_for_sending(self, frames: list[hyperframe.frame.Frame]) -> None:
-        for frame in frames:
-            data = getattr(frame, "data", None)
-            if (isinstance(frame, hyperframe.frame.DataFrame)
-                    and isinstance(data, bytes | memoryview) and len(data) >= ZERO_COPY_MIN
-                    and "PADDED" not in frame.flags):
-                if self._data_to_send:
-                    self._segments.append(bytes(self._data_to_send))
-                    self._data_to_send = bytearray()
-                n = len(data)
-                self._segments.append(_DATA_HEADER.pack(
-                    n >> 8, n & 0xFF, 0x0, 0x1 if "END_STREAM" in frame.flags else 0,
-                    frame.stream_id & 0x7FFF_FFFF))
-                self._segments.append(data)
-            else:
-                self._data_to_send += frame.serialize()
-
-    def take_segments(self) -> list[Segment]:
-        """Everything queued, in order: blocks to write one after the other."""
-        out = self._segments
-        self._segments = []
-        if self._data_to_send:
-            out.append(bytes(self._data_to_send))
-            self._data_to_send = bytearray()
-        return out
-
-    def data_to_send(self, amount: int | None = None) -> bytes:
-        if amount is not None:
-            raise NotImplementedError("the codec takes all queued bytes at once")
-        return b"".join(self.take_segments())
-
-    def clear_outbound_data_buffer(self) -> None:
-        self._segments = []
-        super().clear_outbound_data_buffer()
+    zero_copy_views = True
 
     def _begin_new_stream(self, stream_id: int,
                           allowed_ids: h2.connection.AllowedStreamIDs) -> h2.stream.H2Stream:

@@ -47,23 +47,32 @@ def _short_hex(data: bytes | None) -> str:
 
 hyperframe.frame._raw_data_repr = _short_hex
 
-class _H2Connection(h2.connection.H2Connection):
-    """h2's connection with large DATA payloads kept out of its byte buffer. h2 serializes every
-    frame into one ``bytearray`` (``_prepare_for_sending``, internal but unchanged since h2 3)
-    and :meth:`data_to_send` copies that again: six copies of each payload in all, the largest
-    user-space cost of a bulk transfer. Here a DATA frame of :data:`_ZERO_COPY_MIN` bytes or
-    more becomes two segments — its 9-byte header and the payload object itself — after what
-    was queued before it; :meth:`take_segments` hands them out in order."""
+Segment = bytes | memoryview
+
+
+class ZeroCopyH2Connection(h2.connection.H2Connection):
+    """h2's connection with large DATA payloads kept out of its byte buffer (shared by HBONE
+    and the waypoint's HTTP/2 codec). h2 serializes every frame into one ``bytearray``
+    (``_prepare_for_sending``, internal but unchanged since h2 3) and :meth:`data_to_send`
+    copies that again: six copies of each payload in all, the largest user-space cost of a bulk
+    transfer. Here a DATA frame of :data:`ZERO_COPY_MIN` bytes or more becomes two segments —
+    its 9-byte header and the payload object itself (``bytes`` or a ``memoryview`` of the
+    caller's body, see :attr:`zero_copy_views`) — after what was queued before it; :meth:`take_segments` hands them out in
+    order."""
+
+    # whether memoryview payloads are sent without a copy too; HBONE copies them (its callers
+    # may reuse their buffer as soon as a send returns)
+    zero_copy_views = False
 
     def __init__(self, config: h2.config.H2Configuration) -> None:
         super().__init__(config=config)
-        self._segments: list[bytes] = []
+        self._segments: list[Segment] = []
 
     def _prepare_for_sending(self, frames: list[hyperframe.frame.Frame]) -> None:
         for frame in frames:
             data = getattr(frame, "data", None)
-            if (isinstance(frame, hyperframe.frame.DataFrame) and isinstance(data, bytes)
-                    and len(data) >= _ZERO_COPY_MIN and "PADDED" not in frame.flags):
+            if (isinstance(frame, hyperframe.frame.DataFrame) and isinstance(data, bytes | memoryview)
+                    and (self.zero_copy_views or isinstance(data, bytes)) and len(data) >= ZERO_COPY_MIN and "PADDED" not in frame.flags):
                 if self._data_to_send:
                     self._segments.append(bytes(self._data_to_send))
                     self._data_to_send = bytearray()
@@ -75,7 +84,8 @@ class _H2Connection(h2.connection.H2Connection):
             else:
                 self._data_to_send += frame.serialize()
 
-    def take_segments(self) -> list[bytes]:
+    def take_segments(self) -> list[Segment]:
+        """Everything queued, in order: blocks to write one after the other."""
         out = self._segments
         self._segments = []
         if self._data_to_send:
@@ -85,11 +95,15 @@ class _H2Connection(h2.connection.H2Connection):
 
     def data_to_send(self, amount: int | None = None) -> bytes:
         if amount is not None:
-            raise NotImplementedError("HboneCore takes all queued bytes at once")
+            raise NotImplementedError("take all queued bytes at once (take_segments)")
         return b"".join(self.take_segments())
 
+    def clear_outbound_data_buffer(self) -> None:
+        self._segments = []
+        super().clear_outbound_data_buffer()
 
-_ZERO_COPY_MIN = 16 * 1024
+
+ZERO_COPY_MIN = 16 * 1024
 _DATA_HEADER = struct.Struct(">HBBBL")  # hyperframe's frame header layout
 
 STREAM_WINDOW = 4 * 1024 * 1024
@@ -211,7 +225,7 @@ class HboneCore:
     def __init__(self, *, client: bool) -> None:
         self.client = client
         config = h2.config.H2Configuration(client_side=client, header_encoding=None)
-        self._h2 = _H2Connection(config)
+        self._h2 = ZeroCopyH2Connection(config)
         self._h2.local_settings = h2.settings.Settings(client=client, initial_values={
             h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
             h2.settings.SettingCodes.MAX_FRAME_SIZE: MAX_FRAME,
@@ -308,7 +322,7 @@ class HboneCore:
         """Everything queued, as one block (copies; the driver uses :meth:`take_segments`)."""
         return b"".join(self.take_segments())
 
-    def take_segments(self) -> list[bytes]:
+    def take_segments(self) -> list[Segment]:
         """Everything queued, in order, as blocks to write one after the other (large DATA
         payloads are the caller's own objects, not copies)."""
         out = self._h2.take_segments()

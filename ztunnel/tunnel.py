@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import trio
 
 from ztunnel import hbone
-from ztunnel.hbone import HboneCore, HboneError
+from ztunnel.hbone import HboneCore, HboneError, Segment
 
 log = logging.getLogger("ztunnel.hbone")
 
@@ -201,7 +201,7 @@ class H2Link:
         self.draining = False
         self.failure: str | None = None
         self._wake = trio.Event()
-        self._out: list[bytes] = []  # taken from the core by kick(), for the writer
+        self._out: list[Segment] = []  # taken from the core by kick(), for the writer
         self._writing = False
         self._written = trio.Event()
         self._pings: dict[bytes, trio.Event] = {}
@@ -219,7 +219,7 @@ class H2Link:
             self._out += segments
             self._wake.set()
 
-    def _take(self) -> list[bytes]:
+    def _take(self) -> list[Segment]:
         segments = self.core.take_segments()
         if self._out:
             segments, self._out = self._out + segments, []
@@ -243,10 +243,10 @@ class H2Link:
             await self._written.wait()  # returns once everything queued before this call is written
         await trio.lowlevel.checkpoint()
 
-    async def _write(self, segments: list[bytes]) -> None:
+    async def _write(self, segments: list[Segment]) -> None:
         self._writing = True
         try:
-            small: list[bytes] = []
+            small: list[Segment] = []
             for segment in segments:  # small ones coalesced; large DATA payloads written as they are
                 if len(segment) < 65536:
                     small.append(segment)
