@@ -34,7 +34,6 @@ from __future__ import annotations
 import logging
 import random
 import re
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -68,16 +67,21 @@ from waypoint.state import (
     port_protocol,
 )
 from waypoint.upstream import Cluster, Target, Upstreams
-from ztunnel.identity import Identity, IdentityError, IdentityManager, peer_identity
+from ztunnel.identity import Identity, IdentityManager
+from ztunnel.inbound import (
+    HBONE_HANDSHAKE_ERRORS,
+    hbone_server_handshake,
+    tls_error,
+    trusted_client_ip,
+)
+from ztunnel.sockets import peer
 from ztunnel.splice import splice
 from ztunnel.state import Service, Workload
-from ztunnel.tls import handshake
 from ztunnel.tunnel import H2Link
 from ztunnel.tunnel import Request as ConnectRequest
 
 log = logging.getLogger("waypoint")
 
-HANDSHAKE_TIMEOUT_S = 10.0
 SNIFF_TIMEOUT_S = 0.1
 SNIFF_BYTES = 64 * 1024
 RETRY_BASE_S = 0.025      # Envoy's default retry back-off: 25 ms base, 250 ms max, jittered
@@ -144,21 +148,14 @@ class Waypoint:
 
     # --- HBONE ------------------------------------------------------------------------------------
 
-    async def handle_hbone(self, tcp: trio.abc.Stream) -> None:
-        src = _peer(tcp)
-        stream: trio.abc.Stream = tcp
+    async def handle_hbone(self, tcp: trio.SocketStream) -> None:
+        src = peer(tcp)
         try:
             ctx = await self.identities.tls_context(self.identity, server=True)
-            with trio.fail_after(HANDSHAKE_TIMEOUT_S):
-                stream = tls = await handshake(tcp, ctx, server=True)  # type: ignore[arg-type]
-            if tls.selected_alpn_protocol() != "h2":
-                raise IdentityError("the client did not negotiate ALPN h2")
-            client_id = peer_identity(tls)
-            if client_id.trust_domain != self.identity.trust_domain:
-                raise IdentityError(f"client identity {client_id} is not of trust domain {self.identity.trust_domain!r}")
-        except (trio.BrokenResourceError, trio.TooSlowError, IdentityError, ssl.SSLError, OSError) as exc:
-            log.warning("HBONE connection from %s:%d refused: %s", *src, _tls_error(exc))
-            await trio.aclose_forcefully(stream)
+            tls, client_id = await hbone_server_handshake(tcp, ctx, self.identity.trust_domain)
+        except (*HBONE_HANDSHAKE_ERRORS, OSError) as exc:
+            log.warning("HBONE connection from %s:%d refused: %s", *src, tls_error(exc))
+            await trio.aclose_forcefully(tcp)
             return
         link = H2Link(tls, client=False, label=f"HBONE from {src[0]}:{src[1]} ({client_id})")
         self._links.add(link)
@@ -175,7 +172,7 @@ class Waypoint:
                         req.host, req.port, principal, self.namespace, self.name)
             await req.reject(400)
             return
-        client_ip = _client_ip(req.headers.get("forwarded", ""), principal, state) or tunnel_src[0]
+        client_ip = trusted_client_ip(req.headers.get("forwarded", ""), principal, state.mesh) or tunnel_src[0]
         client_port = _client_port(req.headers.get("forwarded", "")) or tunnel_src[1]
         down = Downstream(principal, (client_ip, client_port), state.mesh.by_ip.get(client_ip), svc, req.port,
                           req.host, (req.host, req.port))
@@ -258,7 +255,7 @@ class Waypoint:
         span = tracing.start_span(hmap, name=f"{down.service.hostname}:{down.port}/*", now=started_wall)
         original_path, original_authority = req.path, req.authority
         try:
-            resp = await self._pipeline(state, req, down, out, span)
+            resp = await self._pipeline(state, req, hmap, down, out, span)
         except Overflow:
             out.flag("UO")
             out.details = "overflow"
@@ -291,12 +288,12 @@ class Waypoint:
             self.exporter.export(span)
         return resp
 
-    async def _pipeline(self, state: WaypointState, req: Request, down: Downstream, out: Outcome,
-                        span: tracing.Span) -> Response:
+    async def _pipeline(self, state: WaypointState, req: Request, hmap: dict[str, str], down: Downstream,
+                        out: Outcome, span: tracing.Span) -> Response:
+        """``hmap``: ``req.header_map()``, made once per request."""
         host = down.service.hostname
         query = query_params(req.path.split("?", 1)[1]) if "?" in req.path else {}
         # 1. authentication and authorization
-        hmap = req.header_map()
         authn = state.policies.authenticate(host, hmap, query, method=req.method)
         if isinstance(authn, authz.JwtFailure):
             out.details = authn.details
@@ -312,8 +309,9 @@ class Waypoint:
             if changes.remove or changes.set:
                 drop = set(changes.remove) | {k for k, _ in changes.set}
                 req.headers = [(k, v) for k, v in req.headers if k not in drop] + list(changes.set)
+                hmap = req.header_map()
         # 2. routing
-        rreq = RouteRequest(req.method, req.scheme, req.authority, req.path, req.header_map(), down.port,
+        rreq = RouteRequest(req.method, req.scheme, req.authority, req.path, hmap, down.port,
                             down.workload.labels if down.workload else {}, down.workload.namespace if down.workload else "")
         config = state.routes.get(host)
         sel: Selection
@@ -616,21 +614,6 @@ def _looks_http(data: bytes) -> bool:
     return bool(_HTTP1_PREFIX.match(line))
 
 
-def _peer(stream: trio.abc.Stream) -> tuple[str, int]:
-    sock = getattr(stream, "socket", None)
-    try:
-        addr = sock.getpeername() if sock is not None else ("", 0)
-        return str(addr[0]), int(addr[1])
-    except OSError:
-        return ("", 0)
-
-
-def _client_ip(forwarded: str, principal: str, state: WaypointState) -> str | None:
-    from ztunnel.inbound import _client_ip as trusted_ip
-
-    return trusted_ip(forwarded, principal, state.mesh)
-
-
 def _client_port(forwarded: str) -> int | None:
     for part in forwarded.split(";"):
         key, _, value = part.strip().partition("=")
@@ -639,11 +622,3 @@ def _client_port(forwarded: str) -> int | None:
             port = value.rpartition(":")[2] if value.count(":") == 1 or "]" in value else ""
             return int(port) if port.isdigit() else None
     return None
-
-
-def _tls_error(exc: BaseException) -> str:
-    if isinstance(exc, trio.TooSlowError):
-        return f"no TLS handshake within {HANDSHAKE_TIMEOUT_S:g}s"
-    return str(exc) or type(exc).__name__
-
-

@@ -38,7 +38,7 @@ from ztunnel.policy import Connection, check, recheck
 from ztunnel.sockets import connect_upstream, failure_reason, original_destination, peer
 from ztunnel.splice import splice
 from ztunnel.state import ProxyState, Workload
-from ztunnel.tls import handshake
+from ztunnel.tls import TlsStream, handshake
 from ztunnel.tunnel import H2Link, Request
 
 log = logging.getLogger("ztunnel.inbound")
@@ -78,18 +78,10 @@ class Inbound:
         except IdentityError as exc:
             await self._refuse_connection(tcp, src, dst, w, f"no certificate to present: {exc}")
             return
-        stream: trio.abc.Stream = tcp
         try:
-            with trio.fail_after(HANDSHAKE_TIMEOUT_S):
-                stream = tls = await handshake(tcp, ctx, server=True)
-            if tls.selected_alpn_protocol() != "h2":
-                raise IdentityError("the client did not negotiate ALPN h2")
-            client_id = peer_identity(tls)
-            if client_id.trust_domain != self.identities.trust_domain:
-                raise IdentityError(f"client identity {client_id} is not of trust domain "
-                                    f"{self.identities.trust_domain!r}")
-        except (trio.BrokenResourceError, trio.TooSlowError, IdentityError, ssl.SSLError) as exc:
-            await self._refuse_connection(stream, src, dst, w, _tls_error(exc))
+            tls, client_id = await hbone_server_handshake(tcp, ctx, self.identities.trust_domain)
+        except HBONE_HANDSHAKE_ERRORS as exc:
+            await self._refuse_connection(tcp, src, dst, w, tls_error(exc))
             return
         link = H2Link(tls, client=False, label=f"HBONE from {src[0]}:{src[1]} ({client_id})")
         self._links.add(link)
@@ -113,7 +105,7 @@ class Inbound:
     async def _connect(self, req: Request, principal: str, tunnel_src: tuple[str, int], presented: Workload) -> None:
         state = self._state()
         target = (req.host, req.port)
-        source_ip = _client_ip(req.headers.get("forwarded", ""), principal, state) or tunnel_src[0]
+        source_ip = trusted_client_ip(req.headers.get("forwarded", ""), principal, state) or tunnel_src[0]
         src = (source_ip, tunnel_src[1])
         w = state.by_ip.get(req.host)
         source = state.by_ip.get(source_ip)
@@ -242,7 +234,7 @@ class Inbound:
                 nursery.start_soon(link.drain, timeout_s)
 
 
-def _client_ip(forwarded: str, principal: str, state: ProxyState) -> str | None:
+def trusted_client_ip(forwarded: str, principal: str, state: ProxyState) -> str | None:
     """The ``for=`` address of a ``forwarded`` header, when the workload holding it has the
     identity the client proved (a client cannot claim another workload's address)."""
     for part in forwarded.split(";"):
@@ -263,7 +255,29 @@ def _client_ip(forwarded: str, principal: str, state: ProxyState) -> str | None:
     return None
 
 
-def _tls_error(exc: BaseException) -> str:
+HBONE_HANDSHAKE_ERRORS = (trio.BrokenResourceError, trio.TooSlowError, IdentityError, ssl.SSLError)
+
+
+async def hbone_server_handshake(tcp: trio.SocketStream, ctx: ssl.SSLContext,
+                                 trust_domain: str) -> tuple[TlsStream, Identity]:
+    """The server side of an HBONE connection's TLS (ztunnel's 15008 and the waypoint's): the
+    handshake within :data:`HANDSHAKE_TIMEOUT_S`, ALPN ``h2``, and a client identity of
+    ``trust_domain``. Raises one of :data:`HBONE_HANDSHAKE_ERRORS` (the TLS stream closed)."""
+    with trio.fail_after(HANDSHAKE_TIMEOUT_S):
+        tls = await handshake(tcp, ctx, server=True)
+    try:
+        if tls.selected_alpn_protocol() != "h2":
+            raise IdentityError("the client did not negotiate ALPN h2")
+        client_id = peer_identity(tls)
+        if client_id.trust_domain != trust_domain:
+            raise IdentityError(f"client identity {client_id} is not of trust domain {trust_domain!r}")
+    except BaseException:
+        await trio.aclose_forcefully(tls)
+        raise
+    return tls, client_id
+
+
+def tls_error(exc: BaseException) -> str:
     if isinstance(exc, trio.TooSlowError):
         return f"TLS handshake did not finish in {HANDSHAKE_TIMEOUT_S:g} s"
     cause = exc.__cause__ or exc
