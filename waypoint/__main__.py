@@ -20,6 +20,7 @@ import trio
 from waypoint.agent import Agent, WaypointConfig
 from ztunnel.config import ConfigError
 from ztunnel.identity import IdentityError
+from ztunnel.sockets import raise_open_files_limit
 
 log = logging.getLogger("waypoint")
 
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         log.error("waypoint cannot start: missing %s", ", ".join(missing))
         return 2
+    raise_open_files_limit()
     try:
         cfg = WaypointConfig(name=args.name, namespace=args.namespace, node=args.node, pod=args.pod or args.name,
                              service_account=args.service_account or args.name, controlplane=args.controlplane,

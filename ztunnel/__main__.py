@@ -13,6 +13,7 @@ import trio
 from ztunnel.agent import Agent
 from ztunnel.capture import CaptureUnavailable
 from ztunnel.config import DEFAULT_ADMIN_ADDRESS, DEFAULT_TRUST_DOMAIN, Config, ConfigError
+from ztunnel.sockets import raise_open_files_limit
 
 log = logging.getLogger("ztunnel")
 
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    raise_open_files_limit()
     try:
         cfg = Config(node=args.node, controlplane=args.controlplane, credential_file=args.credential_file,
                      admin_address=(DEFAULT_ADMIN_ADDRESS[0], args.admin_port), trust_domain=args.trust_domain,

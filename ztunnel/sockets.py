@@ -9,6 +9,8 @@ missing CAP_NET_ADMIN, or the local routing for the ztunnel mark not being insta
 from __future__ import annotations
 
 import errno
+import logging
+import resource
 import socket
 
 import trio
@@ -20,6 +22,22 @@ CONNECT_TIMEOUT_S = 10.0
 
 class SocketSetupError(OSError):
     """A socket could not be set up; the message says which and why."""
+
+
+def raise_open_files_limit() -> tuple[int, int]:
+    """Raise the soft open-files limit to the hard limit, as Istio's ztunnel does at start: every
+    proxied connection holds two sockets, and a 1024 soft limit would cap a node at ~500
+    connections. Returns (before, after); logs when it changed or could not."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft >= hard:
+        return soft, soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as exc:
+        logging.getLogger(__name__).warning("cannot raise the open-files limit from %d to %d: %s", soft, hard, exc)
+        return soft, soft
+    logging.getLogger(__name__).info("open-files limit raised from %d to %d", soft, hard)
+    return soft, hard
 
 
 def transparent_listener(port: int, host: str = "0.0.0.0") -> trio.socket.SocketType:
