@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from meshctl import configcmds, observe, proxyconfig, waypointcmds, ztunnelconfig
+from meshctl import benchcmd, configcmds, observe, proxyconfig, waypointcmds, ztunnelconfig
 from meshctl.lab import commands as lab_commands
 
 
@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     ztunnelconfig.add_parser(sub)
     observe.add_parsers(sub)
     waypointcmds.add_parser(sub)
+    benchcmd.add_parser(sub)
     return parser
 
 
@@ -35,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         return observe.run(args)
     if args.command == "waypoint":
         return waypointcmds.run(args)
+    if args.command == "bench":
+        return benchcmd.run(args)
     raise AssertionError(f"unhandled command {args.command}")
 
 
