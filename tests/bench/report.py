@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ __all__ = [
     "SCHEMA",
     "SPREAD_LIMIT",
     "STEAL_LIMIT_PCT",
+    "TAIL_SPREAD_LIMIT",
     "PeerCell",
     "assess_noise",
     "draw_charts",
@@ -55,6 +57,8 @@ SCHEMA = "ambient-mesh-bench/1"
 
 # Noise: a cell (measure, scenario) whose runs spread more than this, (max - min) / median ...
 SPREAD_LIMIT = 0.25
+# ... or, for tail latencies (p90, p99: a handful of slow requests move them), more than this ...
+TAIL_SPREAD_LIMIT = 0.5
 # ... is noisy; the floor's cells must not be, and no more than this share of all cells.
 NOISY_CELLS_SHARE = 1 / 3
 # CPU busy % of the machine in the 2 s before the run started.
@@ -332,6 +336,11 @@ def _pct(x: float) -> str:
     return f"{x * 100:.0f}%"
 
 
+def spread_limit(measure_key: str) -> float:
+    """How far a measure's runs may spread before the cell counts as noisy."""
+    return TAIL_SPREAD_LIMIT if re.search(r"_p(9\d)_ms$", measure_key) else SPREAD_LIMIT
+
+
 def assess_noise(result: Result) -> list[str]:
     """Warnings, for an operator, that the machine was too noisy to trust the numbers."""
     validate(result)
@@ -346,13 +355,14 @@ def assess_noise(result: Result) -> list[str]:
         for m in _measures(result):
             values = m["values"].get(floor["name"], [])
             s = spread(values)
-            if s is not None and s > SPREAD_LIMIT:
+            limit = spread_limit(m["key"])
+            if s is not None and s > limit:
                 st = summary(values)
                 warnings.append(
                     f"The floor ({floor['label']}) itself was unstable on {m['label']}: "
                     f"{fmt_number(st['min'])}{DASH}{fmt_number(st['max'])} {m['unit']} over "
                     f"{len(values)} runs, median {fmt_number(st['median'])}, a spread of "
-                    f"{_pct(s)} (limit {_pct(SPREAD_LIMIT)})."
+                    f"{_pct(s)} (limit {_pct(limit)})."
                 )
     judged = noisy = 0
     for m in _measures(result):
@@ -360,11 +370,12 @@ def assess_noise(result: Result) -> list[str]:
             if len(values) >= 2:
                 judged += 1
                 s = spread(values)
-                noisy += s is not None and s > SPREAD_LIMIT
+                noisy += s is not None and s > spread_limit(m["key"])
     if judged and noisy > judged * NOISY_CELLS_SHARE:
         warnings.append(
             f"{noisy} of {judged} measurements (measure {TIMES} scenario) spread more than "
-            f"{_pct(SPREAD_LIMIT)} between runs (more than a third of them)."
+            f"{_pct(SPREAD_LIMIT)} between runs ({_pct(TAIL_SPREAD_LIMIT)} for p90 and p99), more "
+            "than a third of them."
         )
     load = result["machine_load"] or {}
     busy = load.get("busy_before_pct")
