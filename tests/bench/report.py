@@ -603,6 +603,10 @@ def _warning_blocks(result: Result) -> list[str]:
             ">",
         ]
         lines += [f"> - {p}" for p in problems]
+    retried = [str(p) for p in result.get("retried") or []]
+    if retried:
+        lines += ["", f"> **Runs repeated once after a failure ({len(retried)}):** the repeat counted.", ">"]
+        lines += [f"> - {p}" for p in retried]
     noise = assess_noise(result)
     if noise:
         lines += ["", "> **How far to trust these numbers:**", ">"]

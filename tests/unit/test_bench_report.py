@@ -498,3 +498,9 @@ def test_charts_without_data_are_skipped(result: dict[str, Any], tmp_path: Path)
     assert not (tmp_path / "throughput.png").exists()
     md = report.format_markdown(result)
     assert "## Memory" not in md
+
+
+def test_retried_runs_are_listed(result: dict[str, Any]) -> None:
+    result["retried"] = ["waypoint iperf3: unable to send control message: Broken pipe"]
+    md = report.format_markdown(result)
+    assert "Runs repeated once after a failure (1)" in md and "Broken pipe" in md
