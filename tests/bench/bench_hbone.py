@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
-import datetime
 import json
 import os
 import re
@@ -62,29 +61,22 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from meshctl.lab import cleanup, netlab  # noqa: E402
+from meshctl.lab import cleanup  # noqa: E402
 from meshctl.lab.config import LabConfig  # noqa: E402
-from tests.bench.benchlab import (  # noqa: E402
-    BenchError,
-    BenchLab,
-    host_network_snapshot,
-    interrupt,
-    mounts,
-    wrk_ms,
-)
+from tests.bench import loadgen, peers  # noqa: E402
+from tests.bench.benchlab import BenchError, BenchLab, host_network_snapshot, interrupt, mounts  # noqa: E402
+from tests.bench.peers import SMALL_FILE  # noqa: E402
+from tests.bench.suite import code_identity, pids_by_comm  # noqa: E402
 
 LAB = "mlbench"
 NS_PLAIN, NS_MESH = "bench-plain", "bench-mesh"
-IPERF_PORT, HTTP_PORT = 5201, 8080
+IPERF_PORT, HTTP_PORT, STATUS_PORT = 5201, 8080, 8090
 # stunnel: the client listens on the client pod's loopback, the server on the server pod's IP.
 ST_IPERF_LOCAL, ST_HTTP_LOCAL = 15201, 15080
 ST_IPERF_TLS, ST_HTTP_TLS = 15443, 15444
-SMALL_FILE = "small.html"
-SMALL_FILE_BYTES = 1024
 PATHS = ("direct", "stunnel", "mesh_cross", "mesh_same")
 MESH_PATHS = ("mesh_cross", "mesh_same")
 LOADED_CONNECTIONS = 16
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 BENCH = BenchLab("bench_hbone", LAB)
 STATE_DIR, MESHCTL = BENCH.state_dir, BENCH.meshctl_argv
 log, current_phase, phase = BENCH.log, BENCH.current_phase, BENCH.phase
@@ -92,138 +84,23 @@ meshctl, lab_exec, lab_status = BENCH.meshctl, BENCH.lab_exec, BENCH.lab_status
 other_labs, lab_down_and_check = BENCH.other_labs, BENCH.lab_down_and_check
 wait_listening = BENCH.wait_listening
 
-NGINX = """\
-worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/nginx-error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  sendfile on;
-  tcp_nodelay on;
-  keepalive_timeout 600;
-  keepalive_requests 1000000000;
-  client_body_temp_path {dir}/body;
-  proxy_temp_path {dir}/proxy;
-  fastcgi_temp_path {dir}/fastcgi;
-  uwsgi_temp_path {dir}/uwsgi;
-  scgi_temp_path {dir}/scgi;
-  server {{
-    listen {port};
-    root {dir}/www;
-  }}
-}}
-"""
-
-# Both stunnels: TLS 1.3 only, the peer's certificate required and verified against the bench
-# CA and its name checked, TCP_NODELAY on both sockets (trio, hence ztunnel, sets it too).
-STUNNEL_COMMON = """\
-foreground = yes
-pid =
-debug = info
-socket = l:TCP_NODELAY=1
-socket = r:TCP_NODELAY=1
-sslVersionMin = TLSv1.3
-CAfile = {certs}/ca.pem
-verifyChain = yes
-requireCert = yes
-cert = {certs}/{me}.pem
-key = {certs}/{me}.key
-checkHost = {peer}
-"""
+# --- configuration files ------------------------------------------------------------------
 
 
-# --- certificates and configuration files ---------------------------------------------------
+def stunnel_server(tmp: Path) -> list[str]:
+    return peers.stunnel_server(tmp, tmp / "certs", {
+        "iperf": (f"0.0.0.0:{ST_IPERF_TLS}", f"127.0.0.1:{IPERF_PORT}"),
+        "http": (f"0.0.0.0:{ST_HTTP_TLS}", f"127.0.0.1:{HTTP_PORT}")}, debug="info")
 
 
-def make_certificates(d: Path) -> None:
-    """ca.pem, and for ``bench-server`` and ``bench-client`` an ECDSA P-256 key and a leaf with
-    that DNS name, signed by the CA."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    now = datetime.datetime.now(datetime.UTC)
-    d.mkdir(mode=0o700)
-
-    def key_usage(*, cert_sign: bool) -> x509.KeyUsage:
-        return x509.KeyUsage(digital_signature=not cert_sign, content_commitment=False, key_encipherment=False,
-                             data_encipherment=False, key_agreement=False, key_cert_sign=cert_sign,
-                             crl_sign=cert_sign, encipher_only=False, decipher_only=False)
-
-    def write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption()))
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench-hbone CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(key_usage(cert_sign=True), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
-    (d / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    for name, usage in (("bench-server", ExtendedKeyUsageOID.SERVER_AUTH),
-                        ("bench-client", ExtendedKeyUsageOID.CLIENT_AUTH)):
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (x509.CertificateBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-                .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .add_extension(key_usage(cert_sign=False), critical=True)
-                .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-                .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-                .sign(ca_key, hashes.SHA256()))
-        short = name.removeprefix("bench-")
-        (d / f"{short}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        write_key(key, d / f"{short}.key")
-
-
-def stunnel_server_conf(tmp: Path) -> Path:
-    path = tmp / "stunnel-server.conf"
-    path.write_text(STUNNEL_COMMON.format(certs=tmp / "certs", me="server", peer="bench-client") + f"""
-[iperf]
-accept = 0.0.0.0:{ST_IPERF_TLS}
-connect = 127.0.0.1:{IPERF_PORT}
-
-[http]
-accept = 0.0.0.0:{ST_HTTP_TLS}
-connect = 127.0.0.1:{HTTP_PORT}
-""")
-    return path
-
-
-def stunnel_client_conf(tmp: Path, server_ip: str) -> Path:
-    path = tmp / "stunnel-client.conf"
-    path.write_text(STUNNEL_COMMON.format(certs=tmp / "certs", me="client", peer="bench-server") + f"""
-client = yes
-
-[iperf]
-accept = 127.0.0.1:{ST_IPERF_LOCAL}
-connect = {server_ip}:{ST_IPERF_TLS}
-
-[http]
-accept = 127.0.0.1:{ST_HTTP_LOCAL}
-connect = {server_ip}:{ST_HTTP_TLS}
-""")
-    return path
+def stunnel_client(tmp: Path, server_ip: str) -> list[str]:
+    return peers.stunnel_client(tmp, tmp / "certs", {
+        "iperf": (f"127.0.0.1:{ST_IPERF_LOCAL}", f"{server_ip}:{ST_IPERF_TLS}"),
+        "http": (f"127.0.0.1:{ST_HTTP_LOCAL}", f"{server_ip}:{ST_HTTP_TLS}")}, debug="info")
 
 
 def nginx_command(tmp: Path, ns: str) -> list[str]:
-    d = tmp / f"nginx-{ns}"
-    for sub in ("www", "body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (d / sub).mkdir(parents=True)
-    (d / "www" / SMALL_FILE).write_bytes(b"x" * (SMALL_FILE_BYTES - 1) + b"\n")
-    (d / "nginx.conf").write_text(NGINX.format(dir=d, port=HTTP_PORT))
-    return ["nginx", "-p", str(d), "-e", str(d / "nginx-error.log"), "-c", str(d / "nginx.conf"),
-            "-g", "daemon off;"]
+    return peers.nginx_server(tmp, f"nginx-{ns}", HTTP_PORT, STATUS_PORT)
 
 
 # --- manifests ------------------------------------------------------------------------------
@@ -247,7 +124,7 @@ def servers_manifest(tmp: Path) -> str:
         {"apiVersion": "v1", "kind": "Namespace",
          "metadata": {"name": NS_MESH, "labels": {"istio.io/dataplane-mode": "ambient"}}},
         _pod(NS_PLAIN, "server", "node2", {"iperf3": iperf, "nginx": nginx_command(tmp, NS_PLAIN),
-                                           "stunnel": ["stunnel", str(stunnel_server_conf(tmp))]}),
+                                           "stunnel": stunnel_server(tmp)}),
         _pod(NS_MESH, "server", "node2", {"iperf3": iperf, "nginx": nginx_command(tmp, NS_MESH)}),
         _pod(NS_MESH, "client-far", "node1", {"sleep": sleep}),
         _pod(NS_MESH, "client-near", "node2", {"sleep": sleep}),
@@ -255,7 +132,7 @@ def servers_manifest(tmp: Path) -> str:
 
 
 def client_manifest(tmp: Path, server_ip: str) -> str:
-    return _yaml([_pod(NS_PLAIN, "client", "node1", {"stunnel": ["stunnel", str(stunnel_client_conf(tmp, server_ip))]})])
+    return _yaml([_pod(NS_PLAIN, "client", "node1", {"stunnel": stunnel_client(tmp, server_ip)})])
 
 
 # --- the lab --------------------------------------------------------------------------------
@@ -270,12 +147,7 @@ def cpu_split(pid: int) -> tuple[float, float] | None:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
-    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
-
-
-def cpu_seconds(pid: int) -> float | None:
-    split = cpu_split(pid)
-    return None if split is None else split[0] + split[1]
+    return int(fields[11]) / loadgen.CLK_TCK, int(fields[12]) / loadgen.CLK_TCK
 
 
 def ztunnel_log_tail(node: str, lines: int = 8) -> str:
@@ -288,8 +160,7 @@ def ztunnel_pid(node: str) -> int:
     return BENCH.ztunnel_pid(node, ztunnel_log_tail)
 
 def stunnel_pid(netns: str) -> int:
-    pids = [p for p in netlab.pids_in_netns(netns)
-            if Path(f"/proc/{p}/comm").read_text().strip().startswith("stunnel")]
+    pids = pids_by_comm(netns, "stunnel")
     if len(pids) != 1:
         raise BenchError(f"expected one stunnel process in {netns}, found {pids}")
     return pids[0]
@@ -352,14 +223,14 @@ class Watch:
 
     def start(self) -> None:
         self.before_access = access_counts()
-        self.before_cpu = {k: cpu_seconds(p) for k, p in self.procs.items()}
+        self.before_cpu = {k: loadgen.cpu_seconds([p]) for k, p in self.procs.items()}
         self.started = time.monotonic()
 
     def cpu_percent(self) -> dict[str, float]:
         wall = time.monotonic() - self.started
         out = {}
         for k, p in self.procs.items():
-            now, before = cpu_seconds(p), self.before_cpu.get(k)
+            now, before = loadgen.cpu_seconds([p]), self.before_cpu.get(k)
             if now is None or before is None:
                 where = ztunnel_log_tail(k.split("-", 1)[1]) if k.startswith("ztunnel-") else f"see {STATE_DIR}/logs"
                 raise BenchError(f"{k} (pid {p}) exited during the measure; {where}")
@@ -404,18 +275,14 @@ def _iperf_once(path: BenchPath, seconds: int) -> dict[str, float]:
     out = lab_exec(path.client, "iperf3", "-c", path.iperf_host, "-p", str(path.iperf_port), "-t", str(seconds),
                    "-J", "--get-server-output", timeout=seconds + 40)
     try:
-        data = json.loads(out.stdout)
-    except json.JSONDecodeError:
-        raise BenchError(f"iperf3 gave no JSON (exit {out.returncode}): "
-                         f"{(out.stderr.strip() or out.stdout.strip())[-600:]}") from None
-    if "error" in data:
-        raise BenchError(f"iperf3: {data['error']}")
-    seen = set(re.findall(r"(?:Accepted connection from|connected to) ([\d.]+)", data.get("server_output_text", "")))
-    if seen != {path.server_sees}:
-        raise BenchError(f"the iperf3 server saw peer(s) {sorted(seen)}, expected {path.server_sees}")
-    cpu = data["end"].get("cpu_utilization_percent", {})
-    return {"gbps": float(data["end"]["sum_received"]["bits_per_second"]) / 1e9,
-            "retransmits": float(data["end"].get("sum_sent", {}).get("retransmits", 0)),
+        res = loadgen.parse_iperf(out.stdout)
+    except BenchError as exc:
+        stderr = out.stderr.strip()
+        raise BenchError(f"{exc} (exit {out.returncode}" + (f"; stderr: {stderr[-600:]})" if stderr else ")")) from None
+    if res["peers"] != [path.server_sees]:
+        raise BenchError(f"the iperf3 server saw peer(s) {res['peers']}, expected {path.server_sees}")
+    cpu = json.loads(out.stdout)["end"].get("cpu_utilization_percent", {})
+    return {"gbps": res["gbps"], "retransmits": res["retransmits"],
             "iperf_client_cpu": float(cpu.get("host_total", 0.0)),
             "iperf_server_cpu": float(cpu.get("remote_total", 0.0))}
 
@@ -425,20 +292,11 @@ def wrk(path: BenchPath, connections: int, seconds: int) -> dict[str, float]:
     latency percentiles in ms."""
     out = lab_exec(path.client, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
                    path.url, timeout=seconds + 40)
-    text = out.stdout
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
-    pct = {p: re.search(rf"^\s+{p}%\s+(\S+)", text, re.M) for p in (50, 90, 99)}
-    if out.returncode != 0 or not rps or not all(pct.values()):
-        raise BenchError(f"wrk failed (exit {out.returncode}): {text[-800:]}{out.stderr[-400:]}")
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    res = {"rps": float(rps.group(1)), "errors": float(sum(int(g) for g in errors.groups())) if errors else 0.0,
-           "non_2xx": float(non2xx.group(1)) if non2xx else 0.0}
-    for p, m in pct.items():
-        assert m is not None
-        res[f"p{p}_ms"] = wrk_ms(m.group(1))
+    if out.returncode != 0:
+        raise BenchError(f"wrk failed (exit {out.returncode}): {out.stdout[-800:]}{out.stderr[-400:]}")
+    res = loadgen.parse_wrk(out.stdout)
     if res["rps"] <= 0:
-        raise BenchError(f"wrk made no request: {text[-800:]}")
+        raise BenchError(f"wrk made no request: {out.stdout[-800:]}")
     return res
 
 
@@ -568,16 +426,15 @@ def profile(path: BenchPath, kind: str, seconds: int, tmp: Path) -> dict[str, An
                 result["nodes"][node]["user_percent"] = 100.0 * (after[0] - before[0]) / wall
                 result["nodes"][node]["sys_percent"] = 100.0 * (after[1] - before[1]) / wall
         stdout, stderr = load.communicate(timeout=seconds + 40)
-        if kind == "iperf3":
-            try:
-                result["gbps_under_profiler"] = json.loads(stdout)["end"]["sum_received"]["bits_per_second"] / 1e9
-            except (json.JSONDecodeError, KeyError):
-                raise BenchError(f"the profiled iperf3 run failed: {(stderr or stdout)[-500:]}") from None
-        else:
-            m = re.search(r"^\s+99%\s+(\S+)", stdout, re.M)
-            if load.returncode != 0 or not m:
-                raise BenchError(f"the profiled wrk run failed: {(stdout + stderr)[-500:]}")
-            result["p99_ms_under_profiler"] = wrk_ms(m.group(1))
+        try:
+            if kind == "iperf3":
+                result["gbps_under_profiler"] = loadgen.parse_iperf(stdout)["gbps"]
+            elif load.returncode != 0:
+                raise BenchError(f"wrk exited {load.returncode}")
+            else:
+                result["p99_ms_under_profiler"] = loadgen.parse_wrk(stdout)["p99_ms"]
+        except BenchError as exc:
+            raise BenchError(f"the profiled {kind} run failed: {exc}: {(stderr or stdout)[-500:]}") from None
         return result
     finally:
         for proc in procs:
@@ -751,18 +608,6 @@ def evaluate(result: dict[str, Any]) -> None:
     result["targets"] = targets
 
 
-def code_identity() -> str:
-    """Which code the lab runs: the commit of this checkout and whether the data path is edited."""
-    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                          check=False)
-    if head.returncode != 0:
-        return f"{ROOT} (not a git checkout)"
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "ztunnel", "bpf", "meshctl"],
-                           capture_output=True, text=True, check=False).stdout.split("\n")
-    edited = [line[3:] for line in dirty if line.strip()]
-    return f"commit {head.stdout.strip()}" + (f", uncommitted changes in {', '.join(edited)}" if edited else "")
-
-
 def run(quick: bool = False, repeats: int | None = None, seconds: int | None = None, loaded: bool = True,
         do_profile: bool = False, allow_other_labs: bool = False, keep_logs: Path | None = None) -> dict[str, Any]:
     """Measure the four paths on one lab; returns every number. Raises BenchError."""
@@ -797,7 +642,7 @@ def run(quick: bool = False, repeats: int | None = None, seconds: int | None = N
     failed = True
     try:
         with phase("making certificates and configuration"):
-            make_certificates(tmp / "certs")
+            peers.make_certificates(tmp / "certs", "bench-hbone CA")
         if cleanup.leftovers(LabConfig(name=LAB)):
             with phase(f"removing an earlier lab {LAB}"):
                 meshctl("down", timeout=180)

@@ -62,8 +62,9 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from meshctl.lab import cleanup, netlab  # noqa: E402
+from meshctl.lab import cleanup  # noqa: E402
 from meshctl.lab.config import LabConfig  # noqa: E402
+from tests.bench import loadgen, peers  # noqa: E402
 from tests.bench.benchlab import (  # noqa: E402
     WAIT_S,
     BenchError,
@@ -71,18 +72,16 @@ from tests.bench.benchlab import (  # noqa: E402
     host_network_snapshot,
     interrupt,
     mounts,
-    wrk_ms,
 )
+from tests.bench.peers import SMALL_FILE  # noqa: E402
+from tests.bench.suite import code_identity, pids_by_cmdline  # noqa: E402
 
 LAB = "mlbwp"
 NS_PLAIN, NS_L4, NS_WP = "bwp-plain", "bwp-l4", "bwp-wp"
 HTTP_PORT, H2_PORT, STATUS_PORT, METRICS_PORT = 8080, 8081, 8090, 15020
-SMALL_FILE = "small.html"
-SMALL_FILE_BYTES = 1024
 VARIANTS = ("no_mesh", "l4_mesh", "waypoint", "nginx")
 LOADED = 16
 H2_CONNECTIONS, H2_STREAMS = 4, 4
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 BENCH = BenchLab("bench_waypoint", LAB)
 STATE_DIR, MESHCTL = BENCH.state_dir, BENCH.meshctl_argv
 log, current_phase, phase = BENCH.log, BENCH.current_phase, BENCH.phase
@@ -91,95 +90,19 @@ other_labs, lab_down_and_check = BENCH.other_labs, BENCH.lab_down_and_check
 wait_listening, ztunnel_pid = BENCH.wait_listening, BENCH.ztunnel_pid
 WAYPOINT_LABEL = "gateway.networking.k8s.io/gateway-name"
 
-_COMMON_HTTP = """\
-  access_log off;
-  sendfile on;
-  tcp_nodelay on;
-  keepalive_timeout 600;
-  keepalive_requests 1000000000;
-  client_body_temp_path {dir}/body;
-  proxy_temp_path {dir}/proxy;
-  fastcgi_temp_path {dir}/fastcgi;
-  uwsgi_temp_path {dir}/uwsgi;
-  scgi_temp_path {dir}/scgi;
-  server {{
-    listen 127.0.0.1:{status};
-    location = /status {{ stub_status; }}
-  }}
-"""
-
-# The HTTP server of every variant: a 1 KiB static file, HTTP/1.1 and HTTP/2 prior knowledge.
-NGINX_SERVER = """\
-worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/nginx-error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-""" + _COMMON_HTTP + """\
-  server {{
-    listen {http};
-    listen {h2} http2;
-    root {dir}/www;
-  }}
-}}
-"""
-
-# The L7 reverse proxy: HTTP/1.1 and HTTP/2 prior knowledge in, keep-alive HTTP/1.1 out (nginx
-# has no HTTP/2 upstream) to the server Service's ClusterIP.
-NGINX_PROXY = """\
-worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/nginx-error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-""" + _COMMON_HTTP + """\
-  upstream backend {{
-    server {upstream}:{http};
-    keepalive 64;
-    keepalive_requests 1000000000;
-    keepalive_timeout 600s;
-  }}
-  server {{
-    listen {http};
-    listen {h2} http2;
-    location / {{
-      proxy_pass http://backend;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host {host};
-    }}
-  }}
-}}
-"""
-
-
 # --- configuration files and manifests ------------------------------------------------------
 
 
-def _nginx_dir(tmp: Path, name: str) -> Path:
-    d = tmp / name
-    for sub in ("www", "body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (d / sub).mkdir(parents=True)
-    return d
-
-
-def _nginx_argv(d: Path) -> list[str]:
-    return ["nginx", "-p", str(d), "-e", str(d / "nginx-error.log"), "-c", str(d / "nginx.conf"), "-g", "daemon off;"]
-
-
 def server_command(tmp: Path, ns: str) -> list[str]:
-    d = _nginx_dir(tmp, f"server-{ns}")
-    (d / "www" / SMALL_FILE).write_bytes(b"x" * (SMALL_FILE_BYTES - 1) + b"\n")
-    (d / "nginx.conf").write_text(NGINX_SERVER.format(dir=d, http=HTTP_PORT, h2=H2_PORT, status=STATUS_PORT))
-    return _nginx_argv(d)
+    """The HTTP server of every variant: HTTP/1.1 and HTTP/2 prior knowledge."""
+    return peers.nginx_server(tmp, f"server-{ns}", HTTP_PORT, STATUS_PORT, h2=H2_PORT)
 
 
 def proxy_command(tmp: Path, upstream_ip: str) -> list[str]:
-    d = _nginx_dir(tmp, "proxy")
-    (d / "nginx.conf").write_text(NGINX_PROXY.format(dir=d, http=HTTP_PORT, h2=H2_PORT, status=STATUS_PORT,
-                                                     upstream=upstream_ip,
-                                                     host=f"server.{NS_PLAIN}.svc.cluster.local"))
-    return _nginx_argv(d)
+    """The L7 reverse proxy: HTTP/1.1 and HTTP/2 prior knowledge in, keep-alive HTTP/1.1 out to the
+    server Service's ClusterIP."""
+    return peers.nginx_proxy(tmp, "proxy", HTTP_PORT, STATUS_PORT, upstream_ip,
+                             f"server.{NS_PLAIN}.svc.cluster.local", h2=H2_PORT)
 
 
 def _pod(ns: str, name: str, node: str, command: list[str], http: bool) -> dict[str, Any]:
@@ -236,27 +159,6 @@ def proxy_manifest(tmp: Path, node: str, upstream_ip: str) -> str:
 
 
 # --- processes, counters, access logs -------------------------------------------------------
-
-
-def cpu_seconds(pids: list[int]) -> float | None:
-    """utime + stime of these processes (all threads); None when one is gone."""
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            return None
-        total += (int(fields[11]) + int(fields[12])) / CLK_TCK
-    return total
-
-
-def pids_named(netns: str, marker: bytes) -> list[int]:
-    out = []
-    for pid in netlab.pids_in_netns(netns):
-        with contextlib.suppress(OSError):
-            if marker in Path(f"/proc/{pid}/cmdline").read_bytes():
-                out.append(pid)
-    return sorted(out)
 
 
 _ACCESS = re.compile(r"ztunnel\.access: (\w+) via=(\S+) src=([\d.]+):\d+ .* flags=(\S+)")
@@ -339,13 +241,13 @@ class Checker:
 
     def read(self, v: Variant) -> Counters:
         return Counters(server=stub_status(v.server), proxy=self.proxy_count(v), access=access_counts(),
-                        cpu={k: cpu_seconds(p) for k, p in self.procs.items()}, t=time.monotonic())
+                        cpu={k: loadgen.cpu_seconds(p) for k, p in self.procs.items()}, t=time.monotonic())
 
     def cpu(self, before: Counters) -> dict[str, float]:
         wall = time.monotonic() - before.t
         out = {}
         for k, pids in self.procs.items():
-            now, then = cpu_seconds(pids), before.cpu[k]
+            now, then = loadgen.cpu_seconds(pids), before.cpu[k]
             if now is None or then is None:
                 raise BenchError(f"{k} (pids {pids}) exited during the run; see {STATE_DIR}")
             out[k] = 100.0 * (now - then) / wall
@@ -393,55 +295,26 @@ def wrk(v: Variant, connections: int, seconds: int) -> dict[str, float]:
     completed requests, socket errors and non-2xx answers."""
     out = lab_exec(v.client, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", v.url(HTTP_PORT),
                    timeout=seconds + 40)
-    text = out.stdout
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
-    total = re.search(r"(\d+) requests in ", text)
-    pct = {p: re.search(rf"^\s+{p}%\s+(\S+)", text, re.M) for p in (50, 90, 99)}
-    if out.returncode != 0 or not rps or not total or not all(pct.values()):
-        raise BenchError(f"wrk failed (exit {out.returncode}): {text[-800:]}{out.stderr[-400:]}")
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    res = {"rps": float(rps.group(1)), "requests": float(total.group(1)),
-           "errors": float(sum(int(g) for g in errors.groups())) if errors else 0.0,
-           "non_2xx": float(non2xx.group(1)) if non2xx else 0.0}
-    for p, m in pct.items():
-        assert m is not None
-        res[f"p{p}_ms"] = wrk_ms(m.group(1))
+    if out.returncode != 0:
+        raise BenchError(f"wrk failed (exit {out.returncode}): {out.stdout[-800:]}{out.stderr[-400:]}")
+    res = loadgen.parse_wrk(out.stdout)
     if res["requests"] <= 0:
-        raise BenchError(f"wrk made no request: {text[-800:]}")
+        raise BenchError(f"wrk made no request: {out.stdout[-800:]}")
     return res
-
-
-def _percentile(sorted_values: list[float], p: float) -> float:
-    k = min(len(sorted_values) - 1, max(0, round(p / 100.0 * len(sorted_values) + 0.5) - 1))
-    return sorted_values[k]
 
 
 def h2load(v: Variant, seconds: int, tmp: Path) -> dict[str, float]:
     """HTTP/2 prior knowledge, ``H2_CONNECTIONS`` connections x ``H2_STREAMS`` concurrent streams:
-    requests/s; p50/p99 from h2load's per-request log; failed/errored requests and non-2xx."""
+    requests/s; p50/p99 from h2load's per-request log (nearest rank); failed/errored requests and
+    non-2xx."""
     log_file = tmp / f"h2load-{v.name}.log"
     with contextlib.suppress(FileNotFoundError):
         log_file.unlink()
     out = lab_exec(v.client, "h2load", "-t1", f"-c{H2_CONNECTIONS}", f"-m{H2_STREAMS}", f"-D{seconds}",
                    f"--log-file={log_file}", v.url(H2_PORT), timeout=seconds + 40)
-    text = out.stdout
-    rps = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", text)
-    reqs = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
-                     r"(\d+) errored, (\d+) timeout", text)
-    codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text)
-    if out.returncode != 0 or not rps or not reqs or not codes or not log_file.exists():
-        raise BenchError(f"h2load failed (exit {out.returncode}): {text[-800:]}{out.stderr[-400:]}")
-    durations = sorted(int(line.split("\t")[2]) / 1000.0 for line in log_file.read_text().splitlines()
-                       if line.count("\t") >= 2 and line.split("\t")[1] == "200")
-    if not durations:
-        raise BenchError(f"h2load completed no 200 request: {text[-800:]}")
-    _total, _started, done, _ok, failed, errored, timeout = (int(g) for g in reqs.groups())
-    return {"rps": float(rps.group(1)), "requests": float(int(codes.group(1)) + int(codes.group(2))),
-            "errors": float(failed + errored + timeout),
-            "non_2xx": float(int(codes.group(2)) + int(codes.group(3)) + int(codes.group(4))),
-            "p50_ms": _percentile(durations, 50), "p90_ms": _percentile(durations, 90),
-            "p99_ms": _percentile(durations, 99), "done": float(done)}
+    if out.returncode != 0 or not log_file.exists():
+        raise BenchError(f"h2load failed (exit {out.returncode}): {out.stdout[-800:]}{out.stderr[-400:]}")
+    return loadgen.parse_h2load(out.stdout, log_file.read_text().splitlines())
 
 
 # --- the run --------------------------------------------------------------------------------
@@ -556,8 +429,8 @@ def measure_all(variants: dict[str, Variant], status: dict[str, Any], repeats: i
     with phase("finding the ztunnel, waypoint and nginx proxy processes"):
         wp_netns = next(p["netns"] for p in status["pods"] if f"{p['namespace']}/{p['name']}" == wp.proxy)
         procs = {"ztunnel-node1": [ztunnel_pid("node1")], "ztunnel-node2": [ztunnel_pid("node2")],
-                 "waypoint": pids_named(wp_netns, b"waypoint"),
-                 "nginx-proxy": pids_named(pods[(NS_PLAIN, "proxy")]["netns"], b"nginx")}
+                 "waypoint": pids_by_cmdline(wp_netns, b"waypoint"),
+                 "nginx-proxy": pids_by_cmdline(pods[(NS_PLAIN, "proxy")]["netns"], b"nginx")}
         for k, p in procs.items():
             if not p:
                 raise BenchError(f"no {k} process found")
@@ -638,17 +511,6 @@ def log_problems(status: dict[str, Any], wp: Variant) -> dict[str, list[str]]:
                 example.setdefault(shape, body[:400])
         out[name] = [f"{n}x {example[s]}" for s, n in shapes.most_common(20)]
     return out
-
-
-def code_identity() -> str:
-    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                          check=False)
-    if head.returncode != 0:
-        return f"{ROOT} (not a git checkout)"
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "ztunnel", "waypoint",
-                            "controlplane", "meshctl"], capture_output=True, text=True, check=False).stdout
-    edited = sorted({line[3:].split("/", 1)[0] for line in dirty.splitlines() if line.strip()})
-    return f"commit {head.stdout.strip()}" + (f", uncommitted changes in {', '.join(edited)}" if edited else "")
 
 
 def run(seconds: int = 10, repeats: int = 1, h2: bool = True, allow_other_labs: bool = False) -> dict[str, Any]:
