@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import json
 import os
 import re
@@ -61,10 +60,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from meshctl.lab import cleanup  # noqa: E402
-from meshctl.lab.config import LabConfig  # noqa: E402
 from tests.bench import loadgen, peers  # noqa: E402
-from tests.bench.benchlab import BenchError, BenchLab, host_network_snapshot, interrupt, mounts  # noqa: E402
+from tests.bench.benchlab import BenchError, BenchLab, interrupt  # noqa: E402
 from tests.bench.peers import SMALL_FILE  # noqa: E402
 from tests.bench.suite import code_identity, pids_by_comm  # noqa: E402
 
@@ -636,58 +633,37 @@ def run(quick: bool = False, repeats: int | None = None, seconds: int | None = N
         "other_labs": other_labs(), "code": code_identity(),
     }
     started = time.monotonic()
-    before_net, before_mounts = host_network_snapshot(), mounts()
     tmp = Path(tempfile.mkdtemp(prefix="bench-hbone-"))
     os.chmod(tmp, 0o755)
-    failed = True
+
+    def copy_logs(failed: bool) -> list[str]:
+        if keep_logs is not None and STATE_DIR.exists():
+            for src in STATE_DIR.rglob("*.log"):  # logs only: no credentials, keys or sockets
+                dst = keep_logs / src.relative_to(STATE_DIR)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dst)
+            log(f"lab logs copied to {keep_logs}")
+        return []
+
     try:
-        with phase("making certificates and configuration"):
-            peers.make_certificates(tmp / "certs", "bench-hbone CA")
-        if cleanup.leftovers(LabConfig(name=LAB)):
-            with phase(f"removing an earlier lab {LAB}"):
-                meshctl("down", timeout=180)
-        paths, status = setup_lab(tmp)
-        result["pods"] = {p: {"client": b.client, "client_ip": b.client_ip, "target": f"{b.iperf_host}:{b.iperf_port}",
-                              "url": b.url} for p, b in paths.items()}
-        result["paths"] = measure_all(paths, status, repeats, iperf_s, wrk_s, loaded)
-        with phase("checking stunnel's logs"):
-            result["stunnel_tls"] = check_stunnel_logs(status)
-        if do_profile:
-            with phase("profile: py-spy on both ztunnels during a mesh_cross iperf3 run"):
-                result["profile_bulk"] = profile(paths["mesh_cross"], "iperf3", max(iperf_s, 5), tmp)
-            with phase("profile: py-spy on both ztunnels during a mesh_cross wrk -c1 run"):
-                result["profile_latency"] = profile(paths["mesh_cross"], "wrk", max(wrk_s, 5), tmp)
-        with phase("reading the ztunnel and control-plane logs"):
-            result["log_problems"] = log_problems()
-        failed = False
+        with BENCH.session(copy_logs):
+            with phase("making certificates and configuration"):
+                peers.make_certificates(tmp / "certs", "bench-hbone CA")
+            paths, status = setup_lab(tmp)
+            result["pods"] = {p: {"client": b.client, "client_ip": b.client_ip,
+                                  "target": f"{b.iperf_host}:{b.iperf_port}", "url": b.url} for p, b in paths.items()}
+            result["paths"] = measure_all(paths, status, repeats, iperf_s, wrk_s, loaded)
+            with phase("checking stunnel's logs"):
+                result["stunnel_tls"] = check_stunnel_logs(status)
+            if do_profile:
+                with phase("profile: py-spy on both ztunnels during a mesh_cross iperf3 run"):
+                    result["profile_bulk"] = profile(paths["mesh_cross"], "iperf3", max(iperf_s, 5), tmp)
+                with phase("profile: py-spy on both ztunnels during a mesh_cross wrk -c1 run"):
+                    result["profile_latency"] = profile(paths["mesh_cross"], "wrk", max(wrk_s, 5), tmp)
+            with phase("reading the ztunnel and control-plane logs"):
+                result["log_problems"] = log_problems()
     finally:
-        failed_phase = current_phase()
-        # a second Ctrl-C (or a SIGTERM) must not stop the teardown
-        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            if keep_logs is not None and STATE_DIR.exists():
-                with contextlib.suppress(OSError):
-                    for src in STATE_DIR.rglob("*.log"):  # logs only: no credentials, keys or sockets
-                        dst = keep_logs / src.relative_to(STATE_DIR)
-                        dst.parent.mkdir(parents=True, exist_ok=True)
-                        shutil.copyfile(src, dst)
-                    log(f"lab logs copied to {keep_logs}")
-            BENCH.set_phase("lab down")
-            log("lab down")
-            try:
-                problems = lab_down_and_check(before_net, before_mounts)
-            except (BenchError, OSError, ValueError, subprocess.SubprocessError) as exc:
-                problems = [f"lab down failed: {exc}"]
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            shutil.rmtree(tmp, ignore_errors=True)
-        if failed:
-            BENCH.set_phase(failed_phase)
-            if problems:
-                log(f"lab down after the failure: {'; '.join(problems)}")
-        elif problems:
-            raise BenchError("; ".join(problems))
+        shutil.rmtree(tmp, ignore_errors=True)
     evaluate(result)
     result["seconds"] = time.monotonic() - started
     return result

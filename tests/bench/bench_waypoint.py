@@ -62,19 +62,16 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from meshctl.lab import cleanup  # noqa: E402
-from meshctl.lab.config import LabConfig  # noqa: E402
 from tests.bench import loadgen, peers  # noqa: E402
 from tests.bench.benchlab import (  # noqa: E402
     WAIT_S,
     BenchError,
     BenchLab,
-    host_network_snapshot,
     interrupt,
-    mounts,
 )
 from tests.bench.peers import SMALL_FILE  # noqa: E402
 from tests.bench.suite import code_identity, pids_by_cmdline  # noqa: E402
+from tests.bench.suite import waypoint_manifest as suite_waypoint_manifest  # noqa: E402
 
 LAB = "mlbwp"
 NS_PLAIN, NS_L4, NS_WP = "bwp-plain", "bwp-l4", "bwp-wp"
@@ -144,10 +141,7 @@ def workloads_manifest(tmp: Path) -> str:
 
 
 def waypoint_manifest() -> str:
-    return _yaml([{"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
-                   "metadata": {"name": "waypoint", "namespace": NS_WP, "labels": {"istio.io/waypoint-for": "service"}},
-                   "spec": {"gatewayClassName": "istio-waypoint",
-                            "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}]}}])
+    return suite_waypoint_manifest(NS_WP)
 
 
 def proxy_manifest(tmp: Path, node: str, upstream_ip: str) -> str:
@@ -532,43 +526,20 @@ def run(seconds: int = 10, repeats: int = 1, h2: bool = True, allow_other_labs: 
                               "nginx": nginx_v.split(":", 1)[-1].strip(), "other_labs": other_labs(),
                               "code": code_identity()}
     started = time.monotonic()
-    before_net, before_mounts = host_network_snapshot(), mounts()
     tmp = Path(tempfile.mkdtemp(prefix="bench-waypoint-"))
     os.chmod(tmp, 0o755)
-    failed = True
     try:
-        if cleanup.leftovers(LabConfig(name=LAB)):
-            with phase(f"removing an earlier lab {LAB}"):
-                meshctl("down", timeout=180)
-        variants, status = setup_lab(tmp)
-        result["topology"] = {n: {"client": f"{v.client} ({v.client_ip}, node1)", "url": v.url(HTTP_PORT),
-                                  "server": f"{v.server} (node2)", "what": v.what,
-                                  **({"proxy": f"{v.proxy} ({v.proxy_ip}, {v.proxy_node})"} if v.proxy else {})}
-                              for n, v in variants.items()}
-        result.update(measure_all(variants, status, repeats, seconds, h2, tmp))
-        with phase("reading the ztunnel, control-plane and waypoint logs"):
-            result["log_problems"] = log_problems(lab_status(), variants["waypoint"])
-        failed = False
+        with BENCH.session():
+            variants, status = setup_lab(tmp)
+            result["topology"] = {n: {"client": f"{v.client} ({v.client_ip}, node1)", "url": v.url(HTTP_PORT),
+                                      "server": f"{v.server} (node2)", "what": v.what,
+                                      **({"proxy": f"{v.proxy} ({v.proxy_ip}, {v.proxy_node})"} if v.proxy else {})}
+                                  for n, v in variants.items()}
+            result.update(measure_all(variants, status, repeats, seconds, h2, tmp))
+            with phase("reading the ztunnel, control-plane and waypoint logs"):
+                result["log_problems"] = log_problems(lab_status(), variants["waypoint"])
     finally:
-        failed_phase = current_phase()
-        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            BENCH.set_phase("lab down")
-            log("lab down")
-            try:
-                problems = lab_down_and_check(before_net, before_mounts)
-            except (BenchError, OSError, ValueError, subprocess.SubprocessError) as exc:
-                problems = [f"lab down failed: {exc}"]
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            shutil.rmtree(tmp, ignore_errors=True)
-        if failed:
-            BENCH.set_phase(failed_phase)
-            if problems:
-                log(f"lab down after the failure: {'; '.join(problems)}")
-        elif problems:
-            raise BenchError("; ".join(problems))
+        shutil.rmtree(tmp, ignore_errors=True)
     evaluate(result)
     result["seconds"] = time.monotonic() - started
     return result

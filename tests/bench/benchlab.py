@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -162,3 +163,43 @@ class BenchLab:
             argv = cmdline.split(b"\0")[:6]
             raise BenchError(f"pid {pid} from ztunnel-{node}.pid is not a ztunnel: {argv!r}")
         return pid
+
+    @contextlib.contextmanager
+    def session(self, before_down: Callable[[bool], list[str]] | None = None) -> Iterator[None]:
+        """Around a benchmark's lab: remove an earlier lab of the same name first; afterwards take
+        the lab down in every case (a second Ctrl-C or a SIGTERM cannot stop the teardown) and
+        check it left nothing behind. ``before_down(failed)`` runs just before the teardown (the
+        lab's logs still exist) and returns lines to log when the run failed."""
+        before_net, before_mounts = host_network_snapshot(), mounts()
+        if cleanup.leftovers(LabConfig(name=self.lab)):
+            with self.phase(f"removing an earlier lab {self.lab}"):
+                self.meshctl("down", timeout=180)
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            failed_phase = self._phase
+            previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+            notes: list[str] = []
+            try:
+                if before_down is not None:
+                    with contextlib.suppress(OSError, BenchError):
+                        notes = before_down(failed)
+                self.set_phase("lab down")
+                self.log("lab down")
+                try:
+                    problems = self.lab_down_and_check(before_net, before_mounts)
+                except (BenchError, OSError, ValueError, subprocess.SubprocessError) as exc:
+                    problems = [f"lab down failed: {exc}"]
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+            if failed:
+                self.set_phase(failed_phase)
+                for line in notes:
+                    self.log(line)
+                if problems:
+                    self.log(f"lab down after the failure: {'; '.join(problems)}")
+            elif problems:
+                raise BenchError("; ".join(problems))

@@ -53,7 +53,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,16 +62,13 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from meshctl.lab import cleanup, netlab  # noqa: E402
-from meshctl.lab.config import LabConfig  # noqa: E402
+from meshctl.lab import netlab  # noqa: E402
 from tests.bench import loadgen, peers, report  # noqa: E402
 from tests.bench.benchlab import (  # noqa: E402
     WAIT_S,
     BenchError,
     BenchLab,
-    host_network_snapshot,
     interrupt,
-    mounts,
 )
 
 LAB = "mlsuite"
@@ -211,9 +208,10 @@ def plain_client_manifest(tmp: Path, server_ip: str) -> str:
             "http": (f"127.0.0.1:{HA_HTTP_LOCAL}", f"{server_ip}:{HA_HTTP_TLS}")})})])
 
 
-def waypoint_manifest() -> str:
+def waypoint_manifest(namespace: str = NS_WP) -> str:
+    """A namespace waypoint named ``waypoint`` (the control plane deploys it)."""
     return _yaml([{"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
-                   "metadata": {"name": "waypoint", "namespace": NS_WP, "labels": {"istio.io/waypoint-for": "service"}},
+                   "metadata": {"name": "waypoint", "namespace": namespace, "labels": {"istio.io/waypoint-for": "service"}},
                    "spec": {"gatewayClassName": "istio-waypoint",
                             "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}]}}])
 
@@ -321,25 +319,23 @@ class Lab:
             return self.stub_status((NS_PLAIN, "proxy"))
         return 0
 
-    def cpu(self, names: tuple[str, ...]) -> dict[str, float]:
+    def _per_component(self, names: tuple[str, ...], read: Callable[[list[int]], float | None]) -> dict[str, float]:
         out = {}
         for name in names:
-            value = loadgen.cpu_seconds(self.components[name])
+            value = read(self.components[name])
             if value is None:
                 raise BenchError(f"{name} (pids {self.components[name]}) is gone; its logs are under "
                                  f"{BENCH.state_dir}")
             out[name] = value
         return out
 
+    def cpu(self, names: tuple[str, ...]) -> dict[str, float]:
+        """CPU seconds each component has used so far."""
+        return self._per_component(names, loadgen.cpu_seconds)
+
     def rss(self, names: tuple[str, ...]) -> dict[str, float]:
-        out = {}
-        for name in names:
-            value = loadgen.rss_mb(self.components[name])
-            if value is None:
-                raise BenchError(f"{name} (pids {self.components[name]}) is gone; its logs are under "
-                                 f"{BENCH.state_dir}")
-            out[name] = value
-        return out
+        """VmRSS of each component now, MB."""
+        return self._per_component(names, loadgen.rss_mb)
 
 
 def pids_by_comm(netns: str, comm: str) -> list[int]:
@@ -860,50 +856,15 @@ def code_identity() -> str:
 # --- the run --------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def lab_session(tmp: Path) -> Iterator[None]:
-    """Take the lab down afterwards, in every case, and check it left nothing behind."""
-    before_net, before_mounts = host_network_snapshot(), mounts()
-    if cleanup.leftovers(LabConfig(name=LAB)):
-        with phase(f"removing an earlier lab {LAB}"):
-            BENCH.meshctl("down", timeout=180)
-    failed = True
-    failure_context: list[str] = []
-    try:
-        yield
-        failed = False
-    finally:
-        failed_phase = BENCH.current_phase()
-        if failed:
-            failure_context = warning_lines()
-        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            BENCH.set_phase("lab down")
-            log("lab down")
-            try:
-                problems = BENCH.lab_down_and_check(before_net, before_mounts)
-            except (BenchError, OSError, ValueError, subprocess.SubprocessError) as exc:
-                problems = [f"lab down failed: {exc}"]
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        if failed:
-            BENCH.set_phase(failed_phase)
-            for line in failure_context:
-                log(line)
-            if problems:
-                log(f"lab down after the failure: {'; '.join(problems)}")
-        elif problems:
-            raise BenchError("; ".join(problems))
-
-
-def warning_lines(limit: int = 8) -> list[str]:
+def warning_lines(failed: bool = True, limit: int = 8) -> list[str]:
     """The last WARNING/ERROR lines of the ztunnels, the control plane and the waypoint, for the
     failure message (the lab and its logs are gone after it)."""
     files = {name: BENCH.state_dir / f"{name}.log" for name in ("ztunnel-node1", "ztunnel-node2", "controlplane")}
     for path in sorted((BENCH.state_dir / "logs").glob(f"{NS_WP}_waypoint-*/*.log")):
         files[f"waypoint {path.stem}"] = path
-    out = []
+    out: list[str] = []
+    if not failed:
+        return out
     for name, path in files.items():
         with contextlib.suppress(OSError):
             bad = [line for line in path.read_text(errors="replace").splitlines()
@@ -937,7 +898,7 @@ def run(settings: Settings = DEFAULT, allow_other_labs: bool = False) -> dict[st
     tmp = Path(tempfile.mkdtemp(prefix="meshctl-bench-"))
     os.chmod(tmp, 0o755)
     try:
-        with lab_session(tmp):
+        with BENCH.session(warning_lines):
             lab, scenarios = setup_lab(tmp)
             result["scenarios"] = [sc.meta() for sc in scenarios.values()]
             result.update(measure(lab, scenarios, settings, tmp))
