@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import trio
 from waypoint.agent import Agent, WaypointConfig
 from ztunnel.config import ConfigError
 from ztunnel.identity import IdentityError
+from ztunnel.lifecycle import serve_until_signal
 from ztunnel.sockets import raise_open_files_limit
 
 log = logging.getLogger("waypoint")
@@ -61,22 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         log.error("waypoint cannot start: %s", exc)
         return 2
 
-    async def run() -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async with trio.open_nursery() as nursery:
-                agent = Agent(cfg)
-                await nursery.start(agent.run)
-                async for sig in signals:
-                    log.info("received %s; draining (up to %g s), then stopping", signal.Signals(sig).name,
-                             args.drain_seconds)
-                    with trio.move_on_after(args.drain_seconds + 1):
-                        await agent.drain(args.drain_seconds)
-                    nursery.cancel_scope.cancel()
-                    break
-
     code = 0
     try:
-        trio.run(run)
+        trio.run(serve_until_signal, lambda: Agent(cfg), args.drain_seconds, "draining", log)
     except* OSError as group:
         for failed in group.exceptions:
             log.error("waypoint could not start: %s (is something else using its ports?)", failed)

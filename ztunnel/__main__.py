@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import trio
 from ztunnel.agent import Agent
 from ztunnel.capture import CaptureUnavailable
 from ztunnel.config import DEFAULT_ADMIN_ADDRESS, DEFAULT_TRUST_DOMAIN, Config, ConfigError
+from ztunnel.lifecycle import serve_until_signal
 from ztunnel.sockets import raise_open_files_limit
 
 log = logging.getLogger("ztunnel")
@@ -45,22 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         log.error("ztunnel cannot start: %s", exc)
         return 2
 
-    async def run() -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async with trio.open_nursery() as nursery:
-                agent = Agent(cfg)
-                await nursery.start(agent.run)
-                async for sig in signals:
-                    log.info("received %s; draining HBONE connections (up to %g s), then stopping",
-                             signal.Signals(sig).name, args.drain_seconds)
-                    with trio.move_on_after(args.drain_seconds + 1):
-                        await agent.drain(args.drain_seconds)
-                    nursery.cancel_scope.cancel()
-                    break
-
     code = 0
     try:
-        trio.run(run)
+        trio.run(serve_until_signal, lambda: Agent(cfg), args.drain_seconds, "draining HBONE connections", log)
     except* CaptureUnavailable as group:
         for unavailable in _leaves(group):
             log.error("ztunnel cannot capture traffic on this machine: %s", unavailable)
