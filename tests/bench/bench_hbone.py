@@ -466,21 +466,7 @@ def check_stunnel_logs(status: dict[str, Any]) -> dict[str, Any]:
 
 def log_problems() -> dict[str, list[str]]:
     """WARNING/ERROR lines of both ztunnels and the control plane, counted by message shape."""
-    out: dict[str, list[str]] = {}
-    for name in ("ztunnel-node1", "ztunnel-node2", "controlplane"):
-        path = STATE_DIR / f"{name}.log"
-        if not path.exists():
-            continue
-        shapes: collections.Counter[str] = collections.Counter()
-        example: dict[str, str] = {}
-        for line in path.read_text(errors="replace").splitlines():
-            if " WARNING " in line or " ERROR " in line or "Traceback" in line:
-                body = line.split(" ", 2)[-1]
-                shape = re.sub(r"\d+", "N", body)[:160]
-                shapes[shape] += 1
-                example.setdefault(shape, body[:400])
-        out[name] = [f"{n}x {example[s]}" for s, n in shapes.most_common(20)]
-    return out
+    return BENCH.log_problems()
 
 
 # --- the run --------------------------------------------------------------------------------

@@ -171,14 +171,11 @@ def access_counts() -> collections.Counter[AccessKey]:
 def stub_status(pod: str) -> int:
     """Requests an nginx has handled so far (its stub_status; the read itself included)."""
     out = lab_exec(pod, "curl", "-s", "-m", "5", f"http://127.0.0.1:{STATUS_PORT}/status", timeout=30)
-    m = re.search(r"^\s*\d+\s+\d+\s+(\d+)\s*$", out.stdout, re.M)
-    if out.returncode != 0 or not m:
+    count = loadgen.parse_stub_status(out.stdout)
+    if out.returncode != 0 or count is None:
         raise BenchError(f"cannot read {pod}'s nginx stub_status (exit {out.returncode}): {out.stdout[-300:]}"
                          f"{out.stderr[-300:]}")
-    return int(m.group(1))
-
-
-_REQUESTS = re.compile(r"^istio_requests_total\{([^}]*)\}\s+(\S+)", re.M)
+    return count
 
 
 def waypoint_requests(pod: str) -> collections.Counter[str]:
@@ -186,12 +183,7 @@ def waypoint_requests(pod: str) -> collections.Counter[str]:
     out = lab_exec(pod, "curl", "-s", "-m", "5", f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=30)
     if out.returncode != 0:
         raise BenchError(f"cannot read the waypoint's metrics (curl exit {out.returncode}): {out.stderr[-300:]}")
-    by_code: collections.Counter[str] = collections.Counter()
-    for labels, value in _REQUESTS.findall(out.stdout):
-        if 'reporter="waypoint"' in labels:
-            code = re.search(r'response_code="(\d+)"', labels)
-            by_code[code.group(1) if code else "?"] += int(float(value))
-    return by_code
+    return loadgen.waypoint_requests_by_code(out.stdout)
 
 
 @dataclass
@@ -485,26 +477,13 @@ def measure_all(variants: dict[str, Variant], status: dict[str, Any], repeats: i
 
 def log_problems(status: dict[str, Any], wp: Variant) -> dict[str, list[str]]:
     """WARNING/ERROR lines of the ztunnels, the control plane and the waypoint, by message shape."""
-    files = {name: STATE_DIR / f"{name}.log" for name in ("ztunnel-node1", "ztunnel-node2", "controlplane")}
+    files = {}
     for p in status["pods"]:
         if f"{p['namespace']}/{p['name']}" == wp.proxy:
             d = STATE_DIR / "logs" / f"{p['namespace']}_{p['name']}_{p['uid']}"
             for c in p["containers"]:
                 files[f"waypoint {c}"] = d / f"{c}.log"
-    out: dict[str, list[str]] = {}
-    for name, path in files.items():
-        if not path.exists():
-            continue
-        shapes: collections.Counter[str] = collections.Counter()
-        example: dict[str, str] = {}
-        for line in path.read_text(errors="replace").splitlines():
-            if " WARNING " in line or " ERROR " in line or "Traceback" in line:
-                body = line.split(" ", 2)[-1]
-                shape = re.sub(r"\d+", "N", body)[:160]
-                shapes[shape] += 1
-                example.setdefault(shape, body[:400])
-        out[name] = [f"{n}x {example[s]}" for s, n in shapes.most_common(20)]
-    return out
+    return BENCH.log_problems(files)
 
 
 def run(seconds: int = 10, repeats: int = 1, h2: bool = True, allow_other_labs: bool = False) -> dict[str, Any]:

@@ -4,6 +4,7 @@ latencies. Each benchmark makes one :class:`BenchLab` for its own lab name."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import re
@@ -52,6 +53,11 @@ def wrk_ms(text: str) -> float:
     if not m:
         raise BenchError(f"cannot read wrk latency {text!r}")
     return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def is_problem_line(line: str) -> bool:
+    """A WARNING or ERROR log line, or a traceback, in the components' logs."""
+    return " WARNING " in line or " ERROR " in line or "Traceback" in line
 
 
 def interrupt(signum: int, frame: FrameType | None) -> None:
@@ -138,6 +144,28 @@ class BenchLab:
         if mounts() != before_mounts:
             problems.append("mounts changed across lab up/down")
         return problems
+
+    def component_logs(self) -> dict[str, Path]:
+        """The logs of both ztunnels and the control plane, by name."""
+        return {name: self.state_dir / f"{name}.log" for name in ("ztunnel-node1", "ztunnel-node2", "controlplane")}
+
+    def log_problems(self, extra: dict[str, Path] | None = None) -> dict[str, list[str]]:
+        """WARNING/ERROR lines of the components' logs (and ``extra`` ones), counted by message
+        shape (digits ignored), with one example each, most frequent first."""
+        out: dict[str, list[str]] = {}
+        for name, path in {**self.component_logs(), **(extra or {})}.items():
+            if not path.exists():
+                continue
+            shapes: collections.Counter[str] = collections.Counter()
+            example: dict[str, str] = {}
+            for line in path.read_text(errors="replace").splitlines():
+                if is_problem_line(line):
+                    body = line.split(" ", 2)[-1]
+                    shape = re.sub(r"\d+", "N", body)[:160]
+                    shapes[shape] += 1
+                    example.setdefault(shape, body[:400])
+            out[name] = [f"{n}x {example[s]}" for s, n in shapes.most_common(20)]
+        return out
 
     def wait_listening(self, netns: str, port: int, what: str) -> None:
         deadline = time.monotonic() + WAIT_S

@@ -3,6 +3,7 @@ processes under load. Pure parsing and /proc reads; the benchmarks run the tools
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import math
@@ -85,6 +86,28 @@ def parse_iperf(text: str) -> dict[str, Any]:
                                   str(data.get("server_output_text", "")))))
     return {"gbps": gbps, "retransmits": float(data["end"].get("sum_sent", {}).get("retransmits", 0)),
             "peers": peers}
+
+
+_STUB_REQUESTS = re.compile(r"^\s*\d+\s+\d+\s+(\d+)\s*$", re.M)
+_ISTIO_REQUESTS = re.compile(r"^istio_requests_total\{([^}]*)\}\s+(\S+)", re.M)
+
+
+def parse_stub_status(text: str) -> int | None:
+    """Requests handled so far, from nginx's ``stub_status`` page; None when the page has no
+    requests line."""
+    m = _STUB_REQUESTS.search(text)
+    return int(m.group(1)) if m else None
+
+
+def waypoint_requests_by_code(metrics: str) -> collections.Counter[str]:
+    """``istio_requests_total`` with ``reporter="waypoint"`` in a Prometheus text page, summed by
+    ``response_code``."""
+    by_code: collections.Counter[str] = collections.Counter()
+    for labels, value in _ISTIO_REQUESTS.findall(metrics):
+        if 'reporter="waypoint"' in labels:
+            code = re.search(r'response_code="(\d+)"', labels)
+            by_code[code.group(1) if code else "?"] += int(float(value))
+    return by_code
 
 
 # --- /proc ----------------------------------------------------------------------------------

@@ -69,6 +69,7 @@ from tests.bench.benchlab import (  # noqa: E402
     BenchError,
     BenchLab,
     interrupt,
+    is_problem_line,
 )
 
 LAB = "mlsuite"
@@ -282,22 +283,27 @@ class Lab:
         return subprocess.run(["ip", "netns", "exec", self.netns(pod), *cmd], capture_output=True, text=True,
                               timeout=timeout, check=False)
 
+    def waypoint(self) -> dict[str, Any] | None:
+        """The waypoint pod's status entry (the control plane names the pod)."""
+        return next((p for p in self.status["pods"]
+                     if p["namespace"] == NS_WP and p["labels"].get(WAYPOINT_LABEL) == "waypoint"), None)
+
     def waypoint_pod(self) -> tuple[str, str]:
-        for p in self.status["pods"]:
-            if p["namespace"] == NS_WP and p["labels"].get(WAYPOINT_LABEL) == "waypoint":
-                return (NS_WP, str(p["name"]))
-        raise BenchError(f"no waypoint pod in {NS_WP}")
+        wp = self.waypoint()
+        if wp is None:
+            raise BenchError(f"no waypoint pod in {NS_WP}")
+        return (NS_WP, str(wp["name"]))
 
     # --- counters ---------------------------------------------------------------------------
 
     def stub_status(self, pod: tuple[str, str]) -> int:
         """Requests an nginx has handled so far (its stub_status; the read itself included)."""
         out = self.in_pod(pod, "curl", "-s", "-m", "5", f"http://127.0.0.1:{STATUS}/status", timeout=15)
-        m = re.search(r"^\s*\d+\s+\d+\s+(\d+)\s*$", out.stdout, re.M)
-        if out.returncode != 0 or not m:
+        count = loadgen.parse_stub_status(out.stdout)
+        if out.returncode != 0 or count is None:
             raise BenchError(f"cannot read the stub_status of nginx in {pod[0]}/{pod[1]} (curl exit "
                              f"{out.returncode}): {(out.stdout + out.stderr)[-300:]}")
-        return int(m.group(1))
+        return count
 
     def waypoint_requests(self) -> collections.Counter[str]:
         """istio_requests_total{reporter="waypoint"} by response code."""
@@ -305,12 +311,7 @@ class Lab:
         out = self.in_pod(pod, "curl", "-s", "-m", "5", f"http://127.0.0.1:{METRICS}/metrics", timeout=15)
         if out.returncode != 0:
             raise BenchError(f"cannot read the waypoint's metrics (curl exit {out.returncode}): {out.stderr[-300:]}")
-        by_code: collections.Counter[str] = collections.Counter()
-        for labels, value in re.findall(r"^istio_requests_total\{([^}]*)\}\s+(\S+)", out.stdout, re.M):
-            if 'reporter="waypoint"' in labels:
-                code = re.search(r'response_code="(\d+)"', labels)
-                by_code[code.group(1) if code else "?"] += int(float(value))
-        return by_code
+        return loadgen.waypoint_requests_by_code(out.stdout)
 
     def proxy_count(self, sc: Scenario) -> int:
         if sc.proxy == "waypoint":
@@ -338,22 +339,23 @@ class Lab:
         return self._per_component(names, loadgen.rss_mb)
 
 
-def pids_by_comm(netns: str, comm: str) -> list[int]:
+def _pids(netns: str, match: Callable[[int], bool]) -> list[int]:
     out = []
     for pid in netlab.pids_in_netns(netns):
-        with contextlib.suppress(OSError):
-            if Path(f"/proc/{pid}/comm").read_text().strip().startswith(comm):
+        with contextlib.suppress(OSError):  # the process may be gone already
+            if match(pid):
                 out.append(pid)
     return sorted(out)
+
+
+def pids_by_comm(netns: str, comm: str) -> list[int]:
+    """Processes in the namespace whose name starts with ``comm``."""
+    return _pids(netns, lambda pid: Path(f"/proc/{pid}/comm").read_text().strip().startswith(comm))
 
 
 def pids_by_cmdline(netns: str, marker: bytes) -> list[int]:
-    out = []
-    for pid in netlab.pids_in_netns(netns):
-        with contextlib.suppress(OSError):
-            if marker in Path(f"/proc/{pid}/cmdline").read_bytes():
-                out.append(pid)
-    return sorted(out)
+    """Processes in the namespace whose command line contains ``marker``."""
+    return _pids(netns, lambda pid: marker in Path(f"/proc/{pid}/cmdline").read_bytes())
 
 
 def setup_lab(tmp: Path) -> tuple[Lab, dict[str, Scenario]]:
@@ -370,15 +372,14 @@ def setup_lab(tmp: Path) -> tuple[Lab, dict[str, Scenario]]:
         deadline = time.monotonic() + 90
         while True:
             lab = Lab(BENCH.lab_status())
-            wp = [p for p in lab.status["pods"]
-                  if p["namespace"] == NS_WP and p["labels"].get(WAYPOINT_LABEL) == "waypoint"]
-            if wp and wp[0]["ready"] == "1/1":
+            wp = lab.waypoint()
+            if wp is not None and wp["ready"] == "1/1":
                 break
             if time.monotonic() > deadline:
                 raise BenchError(f"no ready waypoint pod in {NS_WP} after 90 s: {wp}")
             time.sleep(0.5)
-        wp_node = str(wp[0]["node"])
-        log(f"waypoint pod {wp[0]['name']} is ready on {wp_node}")
+        wp_node = str(wp["node"])
+        log(f"waypoint pod {wp['name']} is ready on {wp_node}")
     with phase(f"apply the nginx reverse proxy on {wp_node} (the waypoint's node)"):
         BENCH.meshctl("apply", "-f", "-", "--wait", "--timeout", "90",
                       input=proxy_manifest(tmp, wp_node, lab.cluster_ip(NS_PLAIN, "server")), timeout=150)
@@ -859,7 +860,7 @@ def code_identity() -> str:
 def warning_lines(failed: bool = True, limit: int = 8) -> list[str]:
     """The last WARNING/ERROR lines of the ztunnels, the control plane and the waypoint, for the
     failure message (the lab and its logs are gone after it)."""
-    files = {name: BENCH.state_dir / f"{name}.log" for name in ("ztunnel-node1", "ztunnel-node2", "controlplane")}
+    files = BENCH.component_logs()
     for path in sorted((BENCH.state_dir / "logs").glob(f"{NS_WP}_waypoint-*/*.log")):
         files[f"waypoint {path.stem}"] = path
     out: list[str] = []
@@ -867,8 +868,7 @@ def warning_lines(failed: bool = True, limit: int = 8) -> list[str]:
         return out
     for name, path in files.items():
         with contextlib.suppress(OSError):
-            bad = [line for line in path.read_text(errors="replace").splitlines()
-                   if " WARNING " in line or " ERROR " in line or "Traceback" in line]
+            bad = [line for line in path.read_text(errors="replace").splitlines() if is_problem_line(line)]
             out += [f"{name}: {line[:300]}" for line in bad[-limit:]]
     return out
 

@@ -193,3 +193,15 @@ def test_quick_settings_are_smaller_than_the_default() -> None:
     assert q.repeats < d.repeats and q.load_s < d.load_s and q.held_connections < d.held_connections
     assert q.controlplane is not None and d.controlplane is not None
     assert q.controlplane["nodes"] < d.controlplane["nodes"]
+
+
+def test_parse_stub_status_and_waypoint_requests() -> None:
+    page = "Active connections: 1 \nserver accepts handled requests\n 12 12 345 \nReading: 0 Writing: 1 Waiting: 0 \n"
+    assert loadgen.parse_stub_status(page) == 345
+    assert loadgen.parse_stub_status("404 Not Found") is None
+    metrics = ('# TYPE istio_requests_total counter\n'
+               'istio_requests_total{reporter="waypoint",response_code="200",source_workload="a"} 10.0\n'
+               'istio_requests_total{reporter="waypoint",response_code="200",source_workload="b"} 5.0\n'
+               'istio_requests_total{reporter="waypoint",response_code="503"} 2.0\n'
+               'istio_requests_total{reporter="source",response_code="200"} 99.0\n')
+    assert loadgen.waypoint_requests_by_code(metrics) == {"200": 15, "503": 2}
